@@ -1,0 +1,299 @@
+"""Audio in and out: reading, writing, resampling and checking what users hand us.
+
+Everything that touches a user's samples before a model sees them lives here, so that the API,
+the CLI, the tests and the benchmarks agree on what counts as valid audio and what happens to
+int16 arrays, multichannel input, NaNs or clipping.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+
+class AudioError(ValueError):
+    """Audio that cannot be enhanced as given; the message says what to do about it."""
+
+
+class AudioFileError(AudioError):
+    """A file that is missing, unreadable, truncated or otherwise not usable audio."""
+
+
+# Integer PCM is scaled by the full-scale value of its type, the convention of soundfile,
+# scipy.io.wavfile and every DAW, so that int16 input round-trips to the same values.
+_INT_SCALE = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2147483648.0, np.dtype(np.int8): 128.0}
+MAX_CHANNELS_FIRST = 64  # a [C, T] array with more "channels" than this is probably [T, C]
+
+
+def to_float_tensor(wave, *, name: str = "wave") -> tuple[torch.Tensor, dict]:
+    """Normalise a user's array to a float32 [C, T] tensor, remembering how to give it back.
+
+    Accepts numpy or torch, 1-D ``[T]`` or channels-first ``[C, T]``, float or integer PCM.
+    Returns the tensor and a ``meta`` dict that :func:`from_float_tensor` uses to return the
+    same type, dtype, device and shape.
+    """
+    meta: dict = {}
+    if isinstance(wave, torch.Tensor):
+        meta.update(kind="torch", dtype=wave.dtype, device=wave.device)
+        array = wave.detach()
+        if not (array.is_floating_point() or array.dtype in (torch.int16, torch.int32, torch.int8)):
+            raise AudioError(f"{name} has dtype {array.dtype}; pass float or int16/int32 PCM samples")
+        scale = {torch.int16: 32768.0, torch.int32: 2147483648.0, torch.int8: 128.0}.get(array.dtype, 1.0)
+        tensor = array.to(torch.float32) / scale if scale != 1.0 else array.to(torch.float32)
+    elif isinstance(wave, (np.ndarray, list, tuple)):
+        array = np.asarray(wave)
+        meta.update(kind="numpy", dtype=array.dtype)
+        if array.dtype in _INT_SCALE:
+            tensor = torch.from_numpy(array.astype(np.float32) / _INT_SCALE[array.dtype])
+        elif np.issubdtype(array.dtype, np.floating):
+            tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+        else:
+            raise AudioError(f"{name} has dtype {array.dtype}; pass float or int16/int32 PCM samples")
+    else:
+        raise AudioError(f"{name} must be a numpy array or torch tensor, not {type(wave).__name__}")
+
+    meta["ndim"] = tensor.ndim
+    if tensor.ndim == 1:
+        tensor = tensor.unsqueeze(0)
+    elif tensor.ndim != 2:
+        raise AudioError(
+            f"{name} has shape {tuple(tensor.shape)}; pass 1-D [time] or channels-first [channels, time]"
+        )
+    channels, frames = tensor.shape
+    if channels > MAX_CHANNELS_FIRST and frames <= MAX_CHANNELS_FIRST:
+        raise AudioError(
+            f"{name} has shape {tuple(tensor.shape)}, which looks like [time, channels]; "
+            f"zoo expects channels-first [channels, time]: pass wave.T"
+        )
+    check_samples(tensor, name=name)
+    return tensor, meta
+
+
+def from_float_tensor(tensor: torch.Tensor, meta: dict):
+    """Inverse of :func:`to_float_tensor`: same container, dtype, device and shape as the input."""
+    if meta["ndim"] == 1:
+        tensor = tensor[0]
+    dtype = meta["dtype"]
+    if meta["kind"] == "torch":
+        if not dtype.is_floating_point:
+            scale = {torch.int16: 32768.0, torch.int32: 2147483648.0, torch.int8: 128.0}[dtype]
+            tensor = _to_int(tensor, scale, dtype=dtype)
+        return tensor.to(device=meta["device"], dtype=dtype)
+    array = tensor.cpu().numpy()
+    if dtype in _INT_SCALE:
+        return _to_int(torch.from_numpy(array), _INT_SCALE[dtype], dtype=None).numpy().astype(dtype)
+    return array.astype(dtype, copy=False)
+
+
+def _to_int(tensor: torch.Tensor, scale: float, dtype):
+    clipped = clip_to_full_scale(tensor)
+    out = torch.round(clipped * scale).clamp(-scale, scale - 1)
+    return out.to(dtype) if dtype is not None else out
+
+
+def clip_to_full_scale(tensor: torch.Tensor) -> torch.Tensor:
+    """Clip to [-1, 1] for integer output, warning with the number of samples that were clipped."""
+    over = int((tensor.abs() > 1.0).sum())
+    if over:
+        warnings.warn(
+            f"{over} enhanced samples exceeded full scale and were clipped for integer output; "
+            "write a float format (e.g. subtype FLOAT) to keep them",
+            stacklevel=3,
+        )
+    return tensor.clamp(-1.0, 1.0)
+
+
+def check_samples(tensor: torch.Tensor, *, name: str = "wave") -> None:
+    """Refuse empty or non-finite audio; warn about clipping (it is still processed)."""
+    if tensor.numel() == 0 or tensor.shape[-1] == 0:
+        raise AudioError(f"{name} is empty (0 samples): there is nothing to enhance")
+    finite = torch.isfinite(tensor)
+    if not bool(finite.all()):
+        bad = (~finite).nonzero()[0].tolist()
+        count = int((~finite).sum())
+        raise AudioError(
+            f"{name} contains {count} NaN or infinite samples (first at channel {bad[0]}, "
+            f"sample {bad[1]}); repair the audio (e.g. numpy.nan_to_num) before enhancing"
+        )
+    warn_if_clipped(tensor, name=name)
+
+
+def warn_if_clipped(tensor: torch.Tensor, *, name: str = "wave", threshold: float = 0.999) -> None:
+    """Clipped input is enhanced anyway (that is what users want), but they should know."""
+    at_full_scale = int((tensor.abs() >= threshold).sum())
+    if at_full_scale > max(3, 1e-4 * tensor.numel()):
+        warnings.warn(
+            f"{name} looks clipped: {at_full_scale} samples at full scale; enhancement cannot "
+            "restore clipped peaks", stacklevel=3,
+        )
+
+
+def check_sample_rate(sample_rate) -> int:
+    if isinstance(sample_rate, float) and sample_rate.is_integer():
+        sample_rate = int(sample_rate)
+    if not isinstance(sample_rate, (int, np.integer)) or isinstance(sample_rate, bool) or sample_rate <= 0:
+        raise AudioError(
+            f"sample_rate must be a positive whole number of Hz (e.g. 16000), got {sample_rate!r}"
+        )
+    return int(sample_rate)
+
+
+def resample(wave: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
+    """Band-limited sinc resampling (torchaudio); identity when the rates match."""
+    if orig_sr == new_sr:
+        return wave
+    return AF.resample(wave, orig_sr, new_sr)
+
+
+def resample_context(orig_sr: int, new_sr: int) -> int:
+    """Input samples each side that one resampled output sample depends on, with margin.
+
+    Mirrors the kernel width torchaudio's sinc resampler uses (lowpass_filter_width=6,
+    rolloff=0.99), so that chunked resampling with this much context equals whole-signal
+    resampling.
+    """
+    if orig_sr == new_sr:
+        return 0
+    g = math.gcd(orig_sr, new_sr)
+    orig, new = orig_sr // g, new_sr // g
+    width = math.ceil(6 * orig / (0.99 * min(orig, new)))
+    return 2 * (width + orig) + 8
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+
+def open_audio(path) -> sf.SoundFile:
+    """Open an audio file for block reading, with errors that say what is wrong."""
+    path = Path(path)
+    if not path.exists():
+        raise AudioFileError(f"{path}: no such file; check the path")
+    if path.is_dir():
+        raise AudioFileError(f"{path} is a folder; pass an audio file (the CLI accepts folders)")
+    if path.stat().st_size == 0:
+        raise AudioFileError(f"{path} is an empty file (0 bytes): not audio")
+    try:
+        handle = sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as error:
+        raise AudioFileError(
+            f"{path} could not be read as audio ({error}); zoo reads WAV, FLAC, OGG and the other "
+            "formats libsndfile supports: convert it (e.g. with ffmpeg) or check it is not corrupt"
+        ) from error
+    if handle.frames == 0:
+        handle.close()
+        raise AudioFileError(f"{path} holds no samples (0 frames): there is nothing to enhance")
+    _check_not_truncated(path, handle)
+    return handle
+
+
+def _check_not_truncated(path: Path, handle: sf.SoundFile) -> None:
+    """A WAV whose data chunk is shorter than its header claims was cut off while copying.
+
+    libsndfile quietly reads what is there; users would get a shorter output without knowing
+    why, so we say so.
+    """
+    if handle.format not in ("WAV", "WAVEX") or handle.subtype not in _PCM_BYTES:
+        return
+    with open(path, "rb") as raw:
+        header = raw.read(1 << 16)
+    at = header.find(b"data")
+    if at < 0:
+        return
+    declared = int.from_bytes(header[at + 4:at + 8], "little")
+    present = path.stat().st_size - (at + 8)
+    if declared not in (0, 0xFFFFFFFF) and present < declared:
+        handle.close()
+        raise AudioFileError(
+            f"{path} is truncated: its header announces {declared} bytes of audio but only "
+            f"{present} are in the file; copy or download it again"
+        )
+
+
+_PCM_BYTES = {"PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "PCM_U8": 1, "FLOAT": 4, "DOUBLE": 8}
+
+
+def read_audio(path) -> tuple[torch.Tensor, int]:
+    """Whole file as float32 [C, T] plus its sample rate (for short files and tests)."""
+    with open_audio(path) as handle:
+        data = handle.read(dtype="float32", always_2d=True)
+        sample_rate = handle.samplerate
+    tensor = torch.from_numpy(np.ascontiguousarray(data.T))
+    check_samples(tensor, name=str(path))
+    return tensor, sample_rate
+
+
+def iter_blocks(handle: sf.SoundFile, block_frames: int) -> Iterator[torch.Tensor]:
+    """Read a file in [C, block] float32 blocks without holding it whole."""
+    position = 0
+    while True:
+        data = handle.read(block_frames, dtype="float32", always_2d=True)
+        if len(data) == 0:
+            return
+        block = torch.from_numpy(np.ascontiguousarray(data.T))
+        check_samples(block, name=f"{handle.name} (from sample {position})")
+        position += block.shape[-1]
+        yield block
+
+
+def write_audio(path, wave: torch.Tensor, sample_rate: int, subtype: str | None = None) -> None:
+    """Write float [C, T] audio atomically (temporary name, then rename)."""
+    with atomic_output(path) as temporary:
+        with sf.SoundFile(temporary, "w", samplerate=sample_rate, channels=wave.shape[0],
+                          subtype=subtype, format=format_for(path)) as out:
+            write_block(out, wave)
+
+
+def write_block(handle: sf.SoundFile, wave: torch.Tensor) -> None:
+    if handle.subtype not in ("FLOAT", "DOUBLE", "VORBIS", "OPUS"):
+        wave = clip_to_full_scale(wave)
+    handle.write(wave.detach().cpu().numpy().T)
+
+
+def format_for(path) -> str:
+    suffix = Path(path).suffix.lower().lstrip(".")
+    formats = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "aiff": "AIFF", "aif": "AIFF"}
+    if suffix not in formats:
+        raise AudioFileError(
+            f"cannot write '{path}': unknown audio extension '.{suffix}'; use .wav, .flac, .ogg or .aiff"
+        )
+    return formats[suffix]
+
+
+def output_subtype(input_subtype: str, output_path) -> str | None:
+    """Keep the input's sample format when the output container allows it."""
+    fmt = format_for(output_path)
+    return input_subtype if sf.check_format(fmt, input_subtype) else None
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+@contextmanager
+def atomic_output(path):
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
+
+    A crash, Ctrl-C or error never leaves a half-written file under the real name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
+    os.close(fd)
+    try:
+        yield temporary
+        os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual mode
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise

@@ -1,0 +1,233 @@
+"""The ``zoo`` command: list, info, denoise, fit, publish, demo."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+DEFAULT_MODEL = "wiener"  # the feature-loss CAN takes over once its weights are published
+EXAMPLE_NOISY = "examples/p232_013_noisy.wav"
+EXAMPLE_CLEAN = "examples/p232_013_clean.wav"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "fit":  # everything after `fit` belongs to LightningCLI
+        from .train import run_lightning_cli
+
+        run_lightning_cli(["fit", *argv[1:]])
+        return 0
+    args = _parser().parse_args(argv)
+    if not hasattr(args, "run"):
+        _parser().print_help()
+        return 2
+    try:
+        return args.run(args) or 0
+    except CliError as error:
+        print(f"zoo: error: {error}", file=sys.stderr)
+        return 2
+
+
+class CliError(Exception):
+    """An error the user can fix; printed without a traceback."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zoo", description="Speech denoising model zoo")
+    sub = parser.add_subparsers(title="commands")
+
+    p = sub.add_parser("list", help="registered models, one line each")
+    p.set_defaults(run=cmd_list)
+
+    p = sub.add_parser("info", help="show a model's card")
+    p.add_argument("model")
+    p.add_argument("--revision")
+    p.set_defaults(run=cmd_info)
+
+    p = sub.add_parser("denoise", help="enhance audio files or folders")
+    p.add_argument("inputs", nargs="+", type=Path, help="audio files and/or folders (searched recursively)")
+    p.add_argument("-o", "--output", type=Path, required=True,
+                   help="output folder (or an audio file name when there is a single input file)")
+    p.add_argument("-m", "--model", default=DEFAULT_MODEL)
+    p.add_argument("--revision", help="Hub revision (branch, tag or commit) of the model")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cpu)")
+    p.add_argument("--chunk-seconds", type=float, default=30.0, help="block length for long files")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
+    p.add_argument("--allow-output-inside-input", action="store_true",
+                   help="allow the output folder to lie inside an input folder")
+    p.set_defaults(run=cmd_denoise)
+
+    p = sub.add_parser("publish", help="upload a model card folder to the Hugging Face Hub")
+    p.add_argument("model", help="registered name or card folder")
+    p.add_argument("--repo-id", required=True, help="ORG/NAME on the Hub")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--revision", help="branch to commit to")
+    p.add_argument("--message", help="commit message")
+    p.set_defaults(run=cmd_publish)
+
+    p = sub.add_parser("demo", help="denoise the bundled VoiceBank-DEMAND example; write WAV, PNG, scores")
+    p.add_argument("--out", type=Path, default=Path("demo_output"))
+    p.add_argument("-m", "--model", default=DEFAULT_MODEL)
+    p.add_argument("--noisy", type=Path, default=None, help=f"noisy input (default {EXAMPLE_NOISY})")
+    p.add_argument("--clean", type=Path, default=None, help=f"clean reference (default {EXAMPLE_CLEAN})")
+    p.set_defaults(run=cmd_demo)
+
+    sub.add_parser("fit", help="train from a recipe: zoo fit --config recipes/MODEL/RECIPE.yaml [overrides]")
+    return parser
+
+
+def _load(name: str, revision: str | None = None, device: str | None = None):
+    import zoo
+    from .hub import ModelLoadError
+
+    try:
+        model = zoo.load(name, revision=revision, device=device)
+    except (zoo.UnknownModelError, ModelLoadError) as error:
+        raise CliError(str(error)) from error
+    print(f"model {name}: {model.zoo_source}", file=sys.stderr)
+    return model
+
+
+def cmd_list(args) -> int:
+    from .registry import entries
+
+    rows = [(e.name, e.summary, e.trained_on) for e in entries()]
+    width = max(len(r[0]) for r in rows)
+    for name, summary, trained in rows:
+        print(f"{name:<{width}}  {summary}  [trained on: {trained}]")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from .hub import CARD_NAME, ModelLoadError, read_config, resolve
+    from .registry import UnknownModelError
+
+    try:
+        folder, source = resolve(args.model, args.revision)
+        config = read_config(folder)
+    except (UnknownModelError, ModelLoadError) as error:
+        raise CliError(str(error)) from error
+    card = folder / CARD_NAME
+    print(card.read_text() if card.is_file() else f"(no model card in {folder})")
+    print(f"\nsource: {source}\narchitecture: {config['architecture']}  sample rate: {config.get('sample_rate')} Hz")
+    return 0
+
+
+def cmd_denoise(args) -> int:
+    from .audio import AudioError
+    from .data.files import AUDIO_SUFFIXES
+
+    jobs, problems = _plan_denoise(args.inputs, args.output, AUDIO_SUFFIXES, args.allow_output_inside_input)
+    model = _load(args.model, args.revision, args.device)
+    done = skipped = failed = 0
+    for src, dst in tqdm(jobs, unit="file", desc="denoise", disable=len(jobs) < 2):
+        if dst.exists() and not args.overwrite:
+            tqdm.write(f"skipped {src}: {dst} exists (use --overwrite)")
+            skipped += 1
+            continue
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                model.enhance_file(src, dst, chunk_seconds=args.chunk_seconds, progress=True)
+            for warning in caught:
+                tqdm.write(f"warning {src}: {warning.message}")
+            done += 1
+        except AudioError as error:
+            tqdm.write(f"failed {src}: {error}")
+            failed += 1
+    for problem in problems:
+        print(f"ignored {problem}", file=sys.stderr)
+    print(f"{done} enhanced, {skipped} skipped, {failed} failed, {len(problems)} ignored -> {args.output}",
+          file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _plan_denoise(inputs: list[Path], output: Path, suffixes, allow_inside: bool):
+    """Pair every input file with its output path; say what is ignored and why."""
+    jobs, problems = [], []
+    single_file = len(inputs) == 1 and inputs[0].is_file() and output.suffix.lower() in suffixes
+    for item in inputs:
+        if not item.exists():
+            raise CliError(f"{item}: no such file or folder")
+        if item.is_file():
+            dst = output if single_file else output / item.name
+            jobs.append((item, dst))
+            continue
+        root = item.resolve()
+        if _is_inside(output.resolve(), root) and not allow_inside:
+            raise CliError(f"output folder {output} lies inside input folder {item}: its outputs would be "
+                           "read as inputs next time; choose another folder or pass --allow-output-inside-input")
+        for path in sorted(p for p in item.rglob("*") if p.is_file()):
+            if _is_inside(path.resolve(), output.resolve()):
+                continue  # our own earlier outputs
+            if path.suffix.lower() not in suffixes:
+                problems.append(f"{path}: not an audio file extension ({', '.join(sorted(suffixes))})")
+                continue
+            jobs.append((path, output / item.name / path.relative_to(item)))
+    for src, dst in jobs:
+        if src.resolve() == dst.resolve():
+            raise CliError(f"output {dst} would overwrite its input; choose another output")
+    if not jobs:
+        raise CliError(f"no audio files found in {', '.join(map(str, inputs))}")
+    return jobs, problems
+
+
+def _is_inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def cmd_publish(args) -> int:
+    from .hub import ModelLoadError, publish
+    from .registry import UnknownModelError
+
+    try:
+        info = publish(args.model, args.repo_id, private=args.private, revision=args.revision,
+                       commit_message=args.message)
+    except (UnknownModelError, ModelLoadError) as error:
+        raise CliError(str(error)) from error
+    print(f"published {args.model} to {args.repo_id}: {getattr(info, 'commit_url', info)}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .audio import read_audio, write_audio
+    from .metrics import quality_scores
+    from .plots import spectrogram_figure
+    from .registry import PROJECT_ROOT
+
+    noisy_path = args.noisy or PROJECT_ROOT / EXAMPLE_NOISY
+    clean_path = args.clean or (PROJECT_ROOT / EXAMPLE_CLEAN if args.noisy is None else None)
+    model = _load(args.model)
+    noisy, rate = read_audio(noisy_path)
+    enhanced = model.enhance(noisy, rate)
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    stem = Path(noisy_path).stem
+    wav = out / f"{stem}_{args.model}.wav"
+    write_audio(wav, enhanced, rate)
+    panels = {"noisy input": noisy[0], f"enhanced ({args.model})": enhanced[0]}
+    report = {"model": args.model, "source": model.zoo_source, "input": str(noisy_path), "enhanced": str(wav)}
+    if clean_path:
+        clean, clean_rate = read_audio(clean_path)
+        if clean_rate != rate:
+            raise CliError(f"clean reference is at {clean_rate} Hz but the noisy input at {rate} Hz")
+        panels["clean reference"] = clean[0]
+        report["scores"] = {"noisy": quality_scores(noisy[0], clean[0], rate),
+                            args.model: quality_scores(enhanced[0], clean[0], rate)}
+    png = spectrogram_figure(panels, rate, out / f"{stem}_{args.model}.png", title=f"{stem}: {args.model}")
+    report["spectrogram"] = str(png)
+    (out / "scores.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"enhanced audio: {wav}\nspectrograms:   {png}")
+    if "scores" in report:
+        print(f"\n| system | PESQ-wb | STOI | SI-SDR (dB) |\n|---|---|---|---|")
+        for system, s in report["scores"].items():
+            print(f"| {system} | {s['pesq_wb']:.2f} | {s['stoi']:.3f} | {s['si_sdr']:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Finding audio files and reading random crops of them."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from ..audio import resample
+from ..registry import PROJECT_ROOT
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".aiff", ".aif"}
+
+#: Where relative data paths in recipes point: $ZOO_DATA, else the shared data beside the checkout.
+DATA_ROOT = Path(os.environ.get("ZOO_DATA", PROJECT_ROOT.parent / "shared" / "data"))
+
+
+def resolve_data_path(path, root=None) -> Path:
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else Path(root or DATA_ROOT) / path
+
+
+def audio_files(paths, root=None) -> list[Path]:
+    """Every audio file under the given files or folders (recursively), sorted; clear errors."""
+    found: list[Path] = []
+    for entry in [paths] if isinstance(paths, (str, Path)) else paths:
+        path = resolve_data_path(entry, root)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise FileNotFoundError(
+                f"data path {path} does not exist; set ZOO_DATA or data_root to the folder that holds it")
+    if not found:
+        raise FileNotFoundError(f"no audio files (.wav, .flac, ...) under {paths}")
+    return found
+
+
+def read_crop(path: Path, frames: int, sample_rate: int, rng: np.random.Generator) -> torch.Tensor:
+    """A random mono crop of ``frames`` samples at ``sample_rate`` (zero-padded if the file is short)."""
+    info = sf.info(str(path))
+    native = int(round(frames * info.samplerate / sample_rate))
+    start = int(rng.integers(0, max(1, info.frames - native + 1)))
+    data, rate = sf.read(str(path), start=start, frames=native, dtype="float32", always_2d=True)
+    wave = resample(torch.from_numpy(data.mean(axis=1)), rate, sample_rate)
+    if wave.shape[-1] < frames:
+        wave = torch.nn.functional.pad(wave, (0, frames - wave.shape[-1]))
+    return wave[:frames]
+
+
+def read_looped(path: Path, frames: int, sample_rate: int, rng: np.random.Generator) -> torch.Tensor:
+    """A random crop that loops the file when it is shorter than ``frames`` (for scarce noise)."""
+    wave = read_crop(path, frames, sample_rate, rng)
+    info = sf.info(str(path))
+    native_length = int(info.frames * sample_rate / info.samplerate)
+    if native_length < frames:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        whole = resample(torch.from_numpy(data.mean(axis=1)), rate, sample_rate)
+        repeats = -(-frames // whole.shape[-1]) + 1
+        offset = int(rng.integers(0, whole.shape[-1]))
+        wave = whole.repeat(repeats)[offset:offset + frames]
+    return wave

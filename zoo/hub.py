@@ -1,0 +1,240 @@
+"""Saving, loading and publishing models in the Hugging Face Hub layout.
+
+A model folder (a Hub repository, its cached snapshot, or a bundled ``hub_cards/<name>``) holds
+
+- ``config.json``: ``architecture`` (a DenoiserModule class name), ``init_args``,
+  ``sample_rate`` and ``weights_sha256``; enough to rebuild the model with no recipe;
+- ``model.safetensors``: the weights (nothing is ever unpickled);
+- ``README.md``: the model card, whose YAML header carries the Hub metadata and ``model-index``.
+
+``zoo.load`` looks for a local folder, then the Hub (through huggingface_hub, which honours
+``HF_ENDPOINT``, ``HF_HUB_OFFLINE``, revisions and its cache), then the copy bundled in
+``hub_cards/``, and records which one it used in ``model.zoo_source``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import torch
+from huggingface_hub import CommitOperationAdd, HfApi, snapshot_download
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .audio import atomic_output
+from .module import ARCHITECTURES, DenoiserModule
+from .registry import UnknownModelError, get_entry, is_registered, unknown_name_message
+
+logger = logging.getLogger("zoo")
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
+HUB_FILES = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, "*.png"]
+
+
+class ModelLoadError(RuntimeError):
+    """A model folder that cannot be turned into a model; the message says why and what to do."""
+
+
+class CorruptWeightsError(ModelLoadError):
+    """Weights that do not match their config's checksum or are not valid safetensors."""
+
+
+class ModelNotAvailableError(ModelLoadError):
+    """A model (or revision) that is neither on the reachable Hub, in the cache, nor bundled."""
+
+
+# ---- writing ----------------------------------------------------------------------------------
+
+
+def sha256_of(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_pretrained(model: DenoiserModule, folder, name: str | None = None) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` for ``model`` into ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    with atomic_output(folder / WEIGHTS_NAME) as temporary:
+        save_file(state, temporary, metadata={"format": "pt", "architecture": type(model).__name__})
+    config = {
+        "architecture": type(model).__name__,
+        "init_args": _jsonable(dict(model.hparams)),
+        "sample_rate": int(model.sample_rate),
+        "weights_sha256": sha256_of(folder / WEIGHTS_NAME),
+        "zoo_version": __version__,
+    }
+    if name:
+        config["name"] = name
+    write_json(folder / CONFIG_NAME, config)
+    return folder
+
+
+def write_json(path, data) -> None:
+    with atomic_output(path) as temporary:
+        Path(temporary).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    raise TypeError(f"init argument value {value!r} cannot be stored in config.json")
+
+
+# ---- reading ----------------------------------------------------------------------------------
+
+
+def read_config(folder) -> dict:
+    folder = Path(folder)
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        raise ModelLoadError(f"{folder} is not a zoo model folder: it has no {CONFIG_NAME}")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ModelLoadError(f"{path} is not valid JSON ({error}); restore it from the Hub or hub_cards/") from error
+    if not isinstance(config, dict) or "architecture" not in config:
+        raise ModelLoadError(f"{path} names no 'architecture'; it was not written by zoo's save_pretrained")
+    return config
+
+
+def verify_weights(folder, config: dict) -> Path:
+    """Refuse weights whose sha256 differs from what config.json promises."""
+    weights = Path(folder) / WEIGHTS_NAME
+    if not weights.is_file():
+        raise ModelLoadError(f"{folder} has {CONFIG_NAME} but no {WEIGHTS_NAME}; the download is incomplete")
+    expected = config.get("weights_sha256")
+    if expected:
+        actual = sha256_of(weights)
+        if actual != expected:
+            raise CorruptWeightsError(
+                f"{weights} has sha256 {actual[:16]}... but {CONFIG_NAME} expects {expected[:16]}...: "
+                "the file is corrupt or from another revision. Delete it and download again "
+                "(zoo.load(..., force_download) or remove the Hub cache entry), or re-export the model."
+            )
+    else:
+        logger.warning("%s has no weights_sha256: the weights cannot be verified", folder / CONFIG_NAME)
+    return weights
+
+
+def load_folder(folder) -> DenoiserModule:
+    """Rebuild a model from a folder: config.json -> class(**init_args) -> safetensors weights."""
+    folder = Path(folder)
+    config = read_config(folder)
+    architecture = config["architecture"]
+    cls = ARCHITECTURES.get(architecture)
+    if cls is None:
+        raise ModelLoadError(
+            f"{folder / CONFIG_NAME} names architecture '{architecture}', which this zoo does not have "
+            f"(known: {', '.join(sorted(ARCHITECTURES))}); upgrade zoo or check the folder"
+        )
+    weights = verify_weights(folder, config)
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CorruptWeightsError(f"{weights} is not a valid safetensors file ({error}); download it again") from error
+    try:
+        model = cls(**config.get("init_args", {}))
+    except TypeError as error:
+        raise ModelLoadError(f"{folder / CONFIG_NAME}: init_args do not fit {architecture} ({error})") from error
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise CorruptWeightsError(f"{weights} does not fit {architecture} as configured: {error}") from error
+    return model.eval()
+
+
+def download(repo_id: str, revision: str | None = None) -> Path:
+    """Snapshot of a Hub model repository (only the files a zoo model needs), via the HF cache."""
+    path = snapshot_download(repo_id, revision=revision, allow_patterns=HUB_FILES,
+                             library_name="zoo", library_version=__version__)
+    return Path(path)
+
+
+_HUB_FAILURES = (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError)
+
+
+def resolve(name_or_path: str, revision: str | None = None) -> tuple[Path, str]:
+    """Find the folder for a name, path or repo id; return it and a sentence saying where from."""
+    path = Path(str(name_or_path)).expanduser()
+    if path.is_dir():
+        return path, f"local folder {path}"
+    name = str(name_or_path)
+    if is_registered(name):
+        entry = get_entry(name)
+        try:
+            folder = download(entry.hub_repo, revision)
+            return folder, f"Hugging Face Hub {entry.hub_repo}@{folder.name[:12]}"
+        except _HUB_FAILURES as error:
+            reason = _one_line(error)
+            if revision is not None:
+                raise ModelNotAvailableError(
+                    f"revision '{revision}' of {entry.hub_repo} could not be fetched ({reason}); "
+                    "check the revision, HF_ENDPOINT and the network, or unset HF_HUB_OFFLINE"
+                ) from error
+            if (entry.card_path / CONFIG_NAME).is_file():
+                return entry.card_path, f"bundled copy {entry.card} (Hub not used: {reason})"
+            raise ModelNotAvailableError(
+                f"model '{name}' is not on the reachable Hub ({reason}) and has no bundled copy in {entry.card}"
+            ) from error
+    if name.count("/") == 1 and not path.exists():
+        try:
+            folder = download(name, revision)
+        except _HUB_FAILURES as error:
+            raise ModelNotAvailableError(
+                f"'{name}' is neither a registered model, a folder, nor a reachable Hub repo ({_one_line(error)}). "
+                + unknown_name_message(name)) from error
+        return folder, f"Hugging Face Hub {name}@{folder.name[:12]}"
+    if path.exists():
+        raise ModelLoadError(f"{path} is a file; pass the folder that holds config.json and model.safetensors")
+    raise UnknownModelError(unknown_name_message(name))
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:200]
+
+
+def load(name_or_path: str, revision: str | None = None, device: str | torch.device | None = None) -> DenoiserModule:
+    """A pretrained model in eval mode: ``zoo.load("wiener")``, a folder, or ``"ORG/NAME"``."""
+    folder, source = resolve(name_or_path, revision)
+    model = load_folder(folder)
+    if device is not None:
+        model = model.to(device)
+    model.zoo_source = source
+    model.zoo_folder = folder
+    logger.info("loaded %s from %s", name_or_path, source)
+    return model
+
+
+# ---- publishing -------------------------------------------------------------------------------
+
+
+def publish(name_or_path: str, repo_id: str, *, api: HfApi | None = None, private: bool = False,
+            revision: str | None = None, commit_message: str | None = None):
+    """Upload a model card folder (config, weights, card, figures) to ``repo_id`` in one commit."""
+    path = Path(name_or_path)
+    folder = path if path.is_dir() else get_entry(name_or_path).card_path
+    load_folder(folder)  # refuse to publish anything that would not load back
+    if not (folder / CARD_NAME).is_file():
+        raise ModelLoadError(f"{folder} has no {CARD_NAME} model card; write one before publishing")
+    api = api or HfApi()
+    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    operations = [CommitOperationAdd(path_in_repo=p.name, path_or_fileobj=str(p)) for p in files]
+    return api.create_commit(repo_id, operations, repo_type="model", revision=revision,
+                             commit_message=commit_message or f"Upload {folder.name} with zoo {__version__}")

@@ -1,0 +1,154 @@
+"""Exact chunked inference in bounded memory.
+
+Whole-file processing is the reference: a 30-minute file must give the same samples as if the
+model, and the resamplers around it, had seen it in one piece, without holding more than a few
+seconds of intermediate activations. Every stage of the waveform path is a *stream*: samples go
+in with :meth:`Stream.push` in blocks of any size, outputs come back as soon as they are final,
+and :meth:`Stream.flush` returns the rest at the end of the input.
+
+Two kinds of stage exist:
+
+- :class:`OverlapStream` wraps any operator whose output depends on a finite window of input
+  (``context`` samples each side): a convolutional network with a known receptive field, or a
+  sinc resampler. Each block is processed with enough context on both sides, and only outputs
+  whose whole window lies inside the block are emitted, so the result equals whole-signal
+  processing to floating-point rounding.
+- Models with recursive state (the Wiener filter's decision-directed SNR) implement their own
+  stream that carries that state from block to block.
+
+:func:`enhance_stream` chains resample -> model -> resample; ``DenoiserModule.enhance`` and
+``enhance_file`` are thin wrappers around it, and so are the CLI and the benchmarks.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable, Iterator, Protocol
+
+import torch
+
+from .audio import resample, resample_context
+
+
+class Stream(Protocol):
+    def push(self, block: torch.Tensor) -> torch.Tensor:
+        """Feed [B, n] new input samples; return the [B, m] outputs that became final."""
+
+    def flush(self) -> torch.Tensor:
+        """Signal the end of the input; return the remaining outputs."""
+
+
+class OverlapStream:
+    """Streams a finite-context operator exactly.
+
+    ``fn`` maps a [B, L] window to [B, ceil(L * up / down)] outputs; output ``j`` depends only on
+    inputs within ``context`` samples of position ``j * down / up``, and the operator treats the
+    signal beyond a window's edges as zeros (as whole-signal processing does beyond the file's
+    edges). Windows always start on a multiple of ``down`` so that the output grid of every
+    window coincides with the whole-signal grid (needed for rational-rate resampling).
+    """
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], context: int, up: int = 1, down: int = 1):
+        g = math.gcd(up, down)
+        self.fn, self.context, self.up, self.down = fn, int(context), up // g, down // g
+        self.buffer: torch.Tensor | None = None
+        self.start = 0  # global input index of buffer[..., 0]; a multiple of `down`
+        self.n_in = 0
+        self.n_out = 0
+
+    def push(self, block: torch.Tensor) -> torch.Tensor:
+        self.buffer = block if self.buffer is None else torch.cat([self.buffer, block], dim=-1)
+        self.n_in += block.shape[-1]
+        # Output j is final once inputs up to j*down/up + context have arrived.
+        last_input = self.n_in - 1 - self.context
+        ready = (last_input * self.up) // self.down + 1 if last_input >= 0 else 0
+        if ready <= self.n_out:
+            return block.new_zeros(block.shape[0], 0)
+        return self._emit(ready)
+
+    def flush(self) -> torch.Tensor:
+        if self.buffer is None:
+            return torch.zeros(1, 0)
+        total = -(-self.n_in * self.up // self.down)  # ceil: the whole-signal output length
+        return self._emit(total)
+
+    def _emit(self, end: int) -> torch.Tensor:
+        out = self.fn(self.buffer)
+        first_out = self.start * self.up // self.down
+        emitted = out[..., self.n_out - first_out:end - first_out]
+        self.n_out = end
+        # Keep only the input that outputs from n_out onwards still depend on.
+        keep_from = max((self.n_out * self.down) // self.up - self.context, 0)
+        keep_from = (keep_from // self.down) * self.down
+        if keep_from > self.start:
+            self.buffer = self.buffer[..., keep_from - self.start:]
+            self.start = keep_from
+        return emitted
+
+
+def resampler_stream(orig_sr: int, new_sr: int) -> Stream:
+    if orig_sr == new_sr:
+        return _Identity()
+    return OverlapStream(lambda x: resample(x, orig_sr, new_sr), resample_context(orig_sr, new_sr),
+                         up=new_sr, down=orig_sr)
+
+
+class _Identity:
+    def push(self, block):
+        return block
+
+    def flush(self):
+        return torch.zeros(1, 0)
+
+
+class Chain:
+    """Stages in series: each stage's outputs are the next stage's inputs."""
+
+    def __init__(self, *stages: Stream):
+        self.stages = stages
+
+    def push(self, block: torch.Tensor) -> torch.Tensor:
+        for stage in self.stages:
+            block = stage.push(block)
+        return block
+
+    def flush(self) -> torch.Tensor:
+        tail = None
+        for stage in self.stages:
+            pieces = []
+            if tail is not None and tail.shape[-1]:
+                pieces.append(stage.push(tail))
+            pieces.append(stage.flush())
+            tail = _cat(pieces)
+        return tail
+
+
+def _cat(pieces: list[torch.Tensor]) -> torch.Tensor:
+    pieces = [p for p in pieces if p.shape[-1]]
+    if not pieces:
+        return torch.zeros(1, 0)
+    return torch.cat(pieces, dim=-1)
+
+
+def enhance_stream(model, sample_rate: int) -> Chain:
+    """The one waveform path: input rate -> model rate -> model -> input rate."""
+    return Chain(
+        resampler_stream(sample_rate, model.sample_rate),
+        model.stream(),
+        resampler_stream(model.sample_rate, sample_rate),
+    )
+
+
+def run_stream(stream: Stream, blocks: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
+    """Push blocks through a stream, yielding non-empty outputs, then the flushed tail."""
+    for block in blocks:
+        out = stream.push(block)
+        if out.shape[-1]:
+            yield out
+    tail = stream.flush()
+    if tail.shape[-1]:
+        yield tail
+
+
+def split_blocks(wave: torch.Tensor, block: int) -> Iterator[torch.Tensor]:
+    for start in range(0, wave.shape[-1], block):
+        yield wave[..., start:start + block]

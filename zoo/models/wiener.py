@@ -1,0 +1,169 @@
+"""Wiener filter with decision-directed a priori SNR estimation (the feature-loss paper's baseline).
+
+speech-denoising-deep-feature-losses.txt, section IV-A ("Baselines"): "a Wiener filtering
+pipeline with a priori noise SNR estimation (as implemented in [39])", i.e. Scalart & Filho
+(1996) as implemented in Loizou, *Speech Enhancement: Theory and Practice*, ``wiener_as.m``:
+
+- 20 ms Hamming frames, 50 % overlap, FFT of twice the next power of two;
+- noise magnitude spectrum initialised from the first 6 (non-overlapping) frames, then updated
+  as ``N <- mu N + (1 - mu) |Y|^2`` in frames a likelihood-ratio VAD calls noise (eta = 0.15);
+- a posteriori SNR ``gamma = min(|Y|^2 / N, 40)``; decision-directed a priori SNR
+  ``xi = a |X_prev|^2 / N + (1 - a) max(gamma - 1, 0)`` with a = 0.98, floored at -25 dB;
+- Wiener gain ``H = xi / (1 + xi)`` applied to the noisy spectrum; overlap-add synthesis.
+
+The filter is recursive (each frame's SNR estimate uses the previous frame's output), so it
+streams with explicit state; ``forward`` runs the same stream over the whole signal, which makes
+chunked and whole-file processing identical by construction. Differences from ``wiener_as.m``,
+all at the edges: the last partial frame is zero-padded so every input sample gets an output
+(MATLAB drops it), inputs shorter than 6 frames initialise the noise from the frames they have,
+and a 1e-12 floor on the noise power keeps digital silence silent instead of NaN.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..module import DenoiserModule
+from ..registry import register
+
+_NOISE_FLOOR = 1e-12
+
+
+@register(
+    "wiener",
+    card="hub_cards/wiener",
+    hub_repo="zoo-denoise/wiener",
+    summary="Wiener filter, decision-directed a priori SNR (Scalart & Filho 1996); no training",
+    paper="speech-denoising-deep-feature-losses.txt (baseline, sec. IV-A)",
+    trained_on="nothing (classical signal processing)",
+)
+class WienerFilter(DenoiserModule):
+    trainable = False
+
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        frame_ms: float = 20.0,
+        smoothing: float = 0.98,
+        noise_update: float = 0.98,
+        vad_threshold: float = 0.15,
+        xi_min_db: float = -25.0,
+        gamma_max: float = 40.0,
+        noise_init_frames: int = 6,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.sample_rate = sample_rate
+        self.frame = int(math.floor(sample_rate * frame_ms / 1000))
+        self.hop = self.frame - self.frame // 2  # len2 = len - len1 with 50 % overlap
+        self.n_fft = 2 * 2 ** math.ceil(math.log2(self.frame))
+        window = torch.hamming_window(self.frame, periodic=False, dtype=torch.float64)
+        self.register_buffer("window", window, persistent=False)
+        self.ola_gain = self.hop / float(window.sum())  # unit gain for 50 % overlap-add
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        stream = self.stream()
+        out = torch.cat([stream.push(wave), stream.flush()], dim=-1)
+        return out.to(wave.dtype)
+
+    def stream(self) -> "WienerStream":
+        return WienerStream(self)
+
+    def loss(self, enhanced, batch):
+        raise RuntimeError("the Wiener filter has no parameters to train")
+
+
+class WienerStream:
+    """Carries the filter's recursive state across blocks of any size."""
+
+    def __init__(self, filt: WienerFilter):
+        self.f = filt
+        self.pending = None  # input samples not yet consumed by a frame: [B, n], float64
+        self.noise_power = None  # [B, n_fft] noise PSD estimate, None until initialised
+        self.prev_clean_power = None  # |X_prev|^2, None before the first frame
+        self.overlap = None  # second half of the previous frame's synthesis: [B, frame - hop]
+        self.n_in = 0
+        self.n_out = 0
+
+    # ---- stream protocol ------------------------------------------------------------------
+    def push(self, block: torch.Tensor) -> torch.Tensor:
+        block = block.detach().to("cpu", torch.float64)
+        self.pending = block if self.pending is None else torch.cat([self.pending, block], dim=-1)
+        self.n_in += block.shape[-1]
+        if self.noise_power is None:
+            needed = self.f.hparams.noise_init_frames * self.f.frame
+            if self.pending.shape[-1] < needed:
+                return block.new_zeros(block.shape[0], 0).float()
+            self._init_noise(self.pending[..., :needed], self.f.hparams.noise_init_frames)
+        return self._frames()
+
+    def flush(self) -> torch.Tensor:
+        if self.pending is None:
+            return torch.zeros(1, 0)
+        f = self.f
+        if self.noise_power is None:  # shorter than the noise-initialisation window
+            frames = max(1, self.pending.shape[-1] // f.frame)
+            head = _pad_to(self.pending, frames * f.frame)
+            self._init_noise(head, frames)
+        # Zero-pad so that frames cover every remaining input sample.
+        remaining = self.n_in - self.n_out
+        n_frames = -(-remaining // f.hop)
+        self.pending = _pad_to(self.pending, (n_frames - 1) * f.hop + f.frame)
+        out = self._frames()
+        return out[..., : out.shape[-1] - (self.n_out - self.n_in)]
+
+    # ---- the algorithm --------------------------------------------------------------------
+    def _spectra(self, frames: torch.Tensor) -> torch.Tensor:
+        return torch.fft.fft(frames * self.f.window.to(frames.device), n=self.f.n_fft)
+
+    def _init_noise(self, head: torch.Tensor, n_frames: int) -> None:
+        frames = head[..., : n_frames * self.f.frame].reshape(head.shape[0], n_frames, self.f.frame)
+        magnitude = self._spectra(frames).abs().mean(dim=1)
+        self.noise_power = (magnitude**2).clamp_min(_NOISE_FLOOR)
+
+    def _frames(self) -> torch.Tensor:
+        f, hp = self.f, self.f.hparams
+        count = (self.pending.shape[-1] - f.frame) // f.hop + 1 if self.pending.shape[-1] >= f.frame else 0
+        batch = self.pending.shape[0]
+        if count <= 0:
+            return self.pending.new_zeros(batch, 0).float()
+        frames = self.pending.unfold(-1, f.frame, f.hop)[:, :count]  # [B, count, frame]
+        spectra = self._spectra(frames)
+        power = spectra.abs() ** 2
+        xi_min = 10 ** (hp.xi_min_db / 10)
+        a, mu = hp.smoothing, hp.noise_update
+        gains = torch.empty_like(power)
+        noise = self.noise_power
+        prev = self.prev_clean_power
+        for i in range(count):
+            gamma = (power[:, i] / noise).clamp_max(hp.gamma_max)
+            if prev is None:
+                xi = a + (1 - a) * (gamma - 1).clamp_min(0)
+            else:
+                xi = (a * prev / noise + (1 - a) * (gamma - 1).clamp_min(0)).clamp_min(xi_min)
+            # Likelihood-ratio VAD: frames whose mean log-likelihood ratio is low update the noise.
+            log_ratio = gamma * xi / (1 + xi) - torch.log1p(xi)
+            is_noise = (log_ratio.sum(-1, keepdim=True) / f.frame) < hp.vad_threshold
+            noise = torch.where(is_noise, mu * noise + (1 - mu) * power[:, i], noise).clamp_min(_NOISE_FLOOR)
+            gain = xi / (1 + xi)
+            prev = power[:, i] * gain**2
+            gains[:, i] = gain
+        self.noise_power, self.prev_clean_power = noise, prev
+        frames_out = torch.fft.ifft(gains * spectra).real[..., : f.frame] * f.ola_gain  # [B, count, frame]
+
+        # Overlap-add: output hop i = overlap from frame i-1 + first hop of frame i.
+        first = frames_out[..., : f.hop]
+        second = frames_out[..., f.hop:]
+        overlap = self.overlap if self.overlap is not None else second.new_zeros(batch, f.frame - f.hop)
+        tails = torch.cat([overlap.unsqueeze(1), second[:, :-1]], dim=1)
+        tails = torch.nn.functional.pad(tails, (0, f.hop - tails.shape[-1]))
+        out = (first + tails).reshape(batch, count * f.hop)
+        self.overlap = second[:, -1]
+        self.pending = self.pending[..., count * f.hop:]
+        self.n_out += count * f.hop
+        return out.float()
+
+
+def _pad_to(x: torch.Tensor, length: int) -> torch.Tensor:
+    return torch.nn.functional.pad(x, (0, max(0, length - x.shape[-1])))

@@ -1,0 +1,131 @@
+"""The contract every zoo model follows: ``DenoiserModule``.
+
+A model is a LightningModule that maps ``wave[B, T] -> wave[B, T]`` at its own ``sample_rate``,
+owns its front-end and its loss, and keeps every hyper-parameter in ``__init__`` arguments
+(``save_hyperparameters``) so that a ``config.json`` alone rebuilds it. What users call,
+``enhance`` and ``enhance_file``, is inherited and never overridden: it is the one waveform path
+shared by the Python API, the CLI, the tests and the benchmarks (see ``zoo.inference``).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import ClassVar
+
+import lightning as L
+import soundfile as sf
+import torch
+from tqdm.auto import tqdm
+
+from . import audio
+from .inference import OverlapStream, enhance_stream, run_stream, split_blocks
+
+#: every DenoiserModule subclass by class name: what a config.json's "architecture" may name.
+ARCHITECTURES: dict[str, type["DenoiserModule"]] = {}
+
+
+class DenoiserModule(L.LightningModule):
+    """Base class of every denoiser in the zoo.
+
+    Subclasses set ``sample_rate`` (Hz) and either ``context_samples`` (how many input samples
+    each side an output sample depends on: the receptive field, for exact chunking) or override
+    :meth:`stream` when the model carries recursive state from frame to frame.
+    """
+
+    sample_rate: int = 16000
+    context_samples: int | None = None
+    #: True for models with nothing to learn (classical filters): fit refuses them clearly.
+    trainable: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        ARCHITECTURES[cls.__name__] = cls
+
+    # ---- what each architecture provides -------------------------------------------------
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:  # [B, T] -> [B, T]
+        raise NotImplementedError
+
+    def loss(self, enhanced: torch.Tensor, batch: dict) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} defines no training loss")
+
+    # ---- Lightning ------------------------------------------------------------------------
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        if not self.trainable:
+            raise RuntimeError(f"{type(self).__name__} has no trainable parameters: there is nothing to fit")
+        enhanced = self(batch["noisy"])
+        loss = self.loss(enhanced, batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["noisy"].shape[0])
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        enhanced = self(batch["noisy"])
+        size = batch["noisy"].shape[0]
+        self.log("val/loss", self.loss(enhanced, batch), prog_bar=True, batch_size=size, sync_dist=True)
+        self.log("val/si_sdr", _si_sdr(enhanced, batch["clean"]).mean(), batch_size=size, sync_dist=True)
+
+    # ---- inference ------------------------------------------------------------------------
+    def stream(self):
+        """A stream equal to ``forward`` on the whole signal (see ``zoo.inference``)."""
+        if self.context_samples is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} must set context_samples or override stream()")
+        return OverlapStream(self._forward_eval, self.context_samples)
+
+    def _forward_eval(self, wave: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self(wave.to(self.device, torch.float32)).float().cpu()
+
+    def enhance(self, wave, sample_rate: int, *, chunk_seconds: float = 30.0, progress: bool = False):
+        """Enhance a numpy array or torch tensor, ``[T]`` or channels-first ``[C, T]``, at any rate.
+
+        The input is resampled to the model's rate and back, each channel is enhanced on its
+        own, and the result has the input's shape, container and dtype (int16 in, int16 out).
+        Long inputs are processed in chunks of ``chunk_seconds`` with exact context.
+        """
+        sample_rate = audio.check_sample_rate(sample_rate)
+        tensor, meta = audio.to_float_tensor(wave)
+        block = max(1, int(chunk_seconds * sample_rate))
+        blocks = split_blocks(tensor, block)
+        if progress:
+            blocks = tqdm(blocks, total=-(-tensor.shape[-1] // block), unit="chunk", desc="enhance")
+        pieces = list(run_stream(enhance_stream(self, sample_rate), blocks))
+        out = torch.cat(pieces, dim=-1)
+        assert out.shape == tensor.shape, (out.shape, tensor.shape)
+        return audio.from_float_tensor(out, meta)
+
+    def enhance_file(self, src, dst, *, chunk_seconds: float = 30.0, progress: bool = False) -> Path:
+        """Enhance an audio file into ``dst`` (same rate, channels and sample format).
+
+        Reads and writes in blocks, so memory does not grow with the file's length; writes to a
+        temporary name and renames it at the end; refuses to overwrite ``src``.
+        """
+        src, dst = Path(src), Path(dst)
+        if src.resolve() == dst.resolve() or (dst.exists() and src.exists() and os.path.samefile(src, dst)):
+            raise audio.AudioFileError(f"refusing to overwrite the input {src}: choose another output path")
+        with audio.open_audio(src) as reader:
+            rate, channels = reader.samplerate, reader.channels
+            subtype = audio.output_subtype(reader.subtype, dst)
+            block = max(1, int(chunk_seconds * rate))
+            blocks = audio.iter_blocks(reader, block)
+            if progress:
+                blocks = tqdm(blocks, total=-(-reader.frames // block), unit="chunk", desc=src.name, leave=False)
+            with audio.atomic_output(dst) as temporary:
+                with sf.SoundFile(temporary, "w", samplerate=rate, channels=channels, subtype=subtype,
+                                  format=audio.format_for(dst)) as writer:
+                    for piece in run_stream(enhance_stream(self, rate), blocks):
+                        audio.write_block(writer, piece)
+        return dst
+
+    # ---- serialisation --------------------------------------------------------------------
+    def save_pretrained(self, folder, **card) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` (+ a model card) into ``folder``."""
+        from .hub import save_pretrained
+
+        return save_pretrained(self, folder, **card)
+
+
+def _si_sdr(estimate: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Scale-invariant SDR per batch row, in dB (a quick validation signal while training)."""
+    from torchmetrics.functional.audio import scale_invariant_signal_distortion_ratio
+
+    return scale_invariant_signal_distortion_ratio(estimate.float(), target.float(), zero_mean=True)
