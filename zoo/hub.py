@@ -81,8 +81,12 @@ def save_pretrained(model: DenoiserModule, folder, name: str | None = None) -> P
 
 
 def write_json(path, data) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def write_text(path, text: str) -> None:
     with atomic_output(path) as temporary:
-        Path(temporary).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        Path(temporary).write_text(text)
 
 
 def _jsonable(value):

@@ -149,6 +149,22 @@ def run_stream(stream: Stream, blocks: Iterable[torch.Tensor]) -> Iterator[torch
         yield tail
 
 
+def exact_length(pieces: Iterable[torch.Tensor], length: int) -> Iterator[torch.Tensor]:
+    """Trim or zero-pad a stream of pieces to ``length`` samples.
+
+    Resampling to the model's rate and back rounds lengths up at each step (ceil), so a round
+    trip may give a sample or two more than went in; users get exactly their input length.
+    """
+    produced = 0
+    for piece in pieces:
+        piece = piece[..., : max(0, length - produced)]
+        produced += piece.shape[-1]
+        if piece.shape[-1]:
+            yield piece
+    if produced < length:
+        yield torch.zeros(piece.shape[0], length - produced)
+
+
 def split_blocks(wave: torch.Tensor, block: int) -> Iterator[torch.Tensor]:
     for start in range(0, wave.shape[-1], block):
         yield wave[..., start:start + block]

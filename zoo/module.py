@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import audio
-from .inference import OverlapStream, enhance_stream, run_stream, split_blocks
+from .inference import OverlapStream, enhance_stream, exact_length, run_stream, split_blocks
 
 #: every DenoiserModule subclass by class name: what a config.json's "architecture" may name.
 ARCHITECTURES: dict[str, type["DenoiserModule"]] = {}
@@ -88,9 +88,8 @@ class DenoiserModule(L.LightningModule):
         blocks = split_blocks(tensor, block)
         if progress:
             blocks = tqdm(blocks, total=-(-tensor.shape[-1] // block), unit="chunk", desc="enhance")
-        pieces = list(run_stream(enhance_stream(self, sample_rate), blocks))
-        out = torch.cat(pieces, dim=-1)
-        assert out.shape == tensor.shape, (out.shape, tensor.shape)
+        pieces = exact_length(run_stream(enhance_stream(self, sample_rate), blocks), tensor.shape[-1])
+        out = torch.cat(list(pieces), dim=-1)
         return audio.from_float_tensor(out, meta)
 
     def enhance_file(self, src, dst, *, chunk_seconds: float = 30.0, progress: bool = False) -> Path:
@@ -112,7 +111,8 @@ class DenoiserModule(L.LightningModule):
             with audio.atomic_output(dst) as temporary:
                 with sf.SoundFile(temporary, "w", samplerate=rate, channels=channels, subtype=subtype,
                                   format=audio.format_for(dst)) as writer:
-                    for piece in run_stream(enhance_stream(self, rate), blocks):
+                    pieces = run_stream(enhance_stream(self, rate), blocks)
+                    for piece in exact_length(pieces, reader.frames):
                         audio.write_block(writer, piece)
         return dst
 

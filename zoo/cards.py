@@ -1,0 +1,97 @@
+"""Model cards: the README.md of each Hub repository, rendered from the registry and measured scores.
+
+The YAML header is built with huggingface_hub's ``ModelCardData``/``EvalResult`` so that the Hub
+parses ``model-index`` as it does for any model; the scores come from a benchmark results file,
+never typed by hand, so a card cannot disagree with the benchmark that produced it.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .hub import CARD_NAME, read_config
+from .registry import ModelEntry
+
+# metric key in results files -> (Hub metric type, human name)
+METRICS = {
+    "pesq_wb": ("pesq", "PESQ (wide band)"),
+    "stoi": ("stoi", "STOI"),
+    "si_sdr": ("si-sdr", "SI-SDR (dB)"),
+}
+
+
+def eval_results(results: list[dict]) -> list[EvalResult]:
+    """``results``: [{"dataset", "dataset_type", "split", "system", "scores": {metric: value}}]."""
+    out = []
+    for block in results:
+        for key, value in block["scores"].items():
+            if key not in METRICS:
+                continue
+            metric_type, metric_name = METRICS[key]
+            out.append(EvalResult(
+                task_type="audio-to-audio", task_name="Speech enhancement",
+                dataset_type=block["dataset_type"], dataset_name=block["dataset"], dataset_split=block.get("split"),
+                metric_type=metric_type, metric_name=metric_name, metric_value=round(float(value), 4),
+            ))
+    return out
+
+
+def render_card(entry: ModelEntry, folder, results: list[dict], extra: str = "") -> str:
+    folder = Path(folder)
+    config = read_config(folder)
+    data = ModelCardData(
+        library_name="zoo",
+        license="apache-2.0",
+        tags=["audio", "speech-enhancement", "denoising", "audio-to-audio", "zoo", entry.name],
+        pipeline_tag="audio-to-audio",
+        datasets=sorted({b["dataset_type"] for b in results}) or None,
+        model_name=entry.name,
+        # model-index carries the model's own scores; the unprocessed input is context for the table
+        eval_results=eval_results([b for b in results if b["system"] == entry.name]) or None,
+    )
+    rows = "\n".join(
+        f"| {b['dataset']} | {b['system']} | " + " | ".join(f"{b['scores'][k]:.3f}" for k in METRICS) + " |"
+        for b in results)
+    body = f"""
+# {entry.name}
+
+{entry.summary}.
+
+- Paper: {entry.paper}
+- Trained on: {entry.trained_on}
+- Architecture: `{config['architecture']}` at {config['sample_rate']} Hz, init arguments
+  `{json.dumps(config.get('init_args', {}), sort_keys=True)}`
+- Weights: `model.safetensors`, sha256 `{config.get('weights_sha256', '?')}`
+
+## Use
+
+```python
+import zoo
+model = zoo.load("{entry.name}")                  # or zoo.load("{entry.hub_repo}")
+enhanced = model.enhance(noisy, sample_rate=48000)  # any rate, [T] or [channels, T]
+model.enhance_file("noisy.wav", "enhanced.wav")
+```
+
+```bash
+zoo denoise noisy/ -o enhanced/ --model {entry.name}
+```
+
+## Scores
+
+Measured by `benchmarks/quality.py` (PESQ wide band with `pesq`, STOI with `pystoi`, SI-SDR).
+
+| data | system | PESQ-wb | STOI | SI-SDR (dB) |
+|---|---|---|---|---|
+{rows}
+{extra}"""
+    return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n" + body).content
+
+
+def write_card(entry: ModelEntry, folder, results: list[dict], extra: str = "") -> Path:
+    from .hub import write_text
+
+    path = Path(folder) / CARD_NAME
+    write_text(path, render_card(entry, folder, results, extra))
+    return path
