@@ -1,0 +1,193 @@
+"""Registry, model folders (config + safetensors), checksums and load errors."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+import yaml
+from huggingface_hub import ModelCard
+
+import zoo
+from zoo.hub import CorruptWeightsError, ModelLoadError, load_folder, sha256_of
+from zoo.models.can import ContextAggregationDenoiser
+from zoo.registry import PROJECT_ROOT, get_entry
+
+
+def test_list_models_has_the_wiener_baseline():
+    assert "wiener" in zoo.list_models()
+    assert zoo.list_models() == sorted(zoo.list_models())
+
+
+def test_load_returns_eval_mode_denoiser_and_says_where_from():
+    model = zoo.load("wiener")
+    assert isinstance(model, zoo.DenoiserModule)
+    assert not model.training
+    assert model.sample_rate == 16000
+    assert model.zoo_source  # e.g. "bundled copy hub_cards/wiener (Hub not used: ...)"
+    assert str(model.zoo_folder).endswith("wiener")
+
+
+def test_unknown_name_lists_known_and_closest():
+    with pytest.raises(zoo.UnknownModelError) as info:
+        zoo.load("wienr")
+    message = str(info.value)
+    assert "unknown model 'wienr'" in message
+    assert "Did you mean 'wiener'?" in message
+    assert "Known models: " in message and "wiener" in message
+
+
+def test_unknown_name_without_close_match_has_no_guess():
+    with pytest.raises(zoo.UnknownModelError) as info:
+        zoo.load("completely-different")
+    assert "Did you mean" not in str(info.value)
+
+
+def test_local_folder_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = ContextAggregationDenoiser(width=4, dilations=[1, 2, 1]).eval()
+    model.save_pretrained(tmp_path / "tiny")
+    config = json.loads((tmp_path / "tiny" / "config.json").read_text())
+    assert config["architecture"] == "ContextAggregationDenoiser"
+    assert config["init_args"]["width"] == 4 and config["sample_rate"] == 16000
+    assert config["weights_sha256"] == sha256_of(tmp_path / "tiny" / "model.safetensors")
+    loaded = zoo.load(str(tmp_path / "tiny"))
+    assert loaded.zoo_source.startswith("local folder")
+    x = torch.randn(1, 4000)
+    assert torch.equal(loaded(x), model(x))
+
+
+def _copy_card(tmp_path):
+    folder = tmp_path / "card"
+    shutil.copytree(get_entry("wiener").card_path, folder)
+    return folder
+
+
+def _tiny_folder(tmp_path):
+    torch.manual_seed(0)
+    return ContextAggregationDenoiser(width=4, dilations=[1, 2, 1]).save_pretrained(tmp_path / "tiny")
+
+
+def test_weights_not_matching_checksum_are_refused(tmp_path):
+    folder = _tiny_folder(tmp_path)
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0xFF  # one flipped byte in a tensor
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CorruptWeightsError, match="sha256"):
+        zoo.load(str(folder))
+
+
+def test_corrupt_safetensors_without_checksum_is_refused_clearly(tmp_path):
+    folder = _tiny_folder(tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    del config["weights_sha256"]
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header")
+    with pytest.raises(CorruptWeightsError, match="not a valid safetensors file"):
+        zoo.load(str(folder))
+
+
+def test_truncated_safetensors_is_refused(tmp_path):
+    folder = _tiny_folder(tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    del config["weights_sha256"]
+    (folder / "config.json").write_text(json.dumps(config))
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(CorruptWeightsError):
+        zoo.load(str(folder))
+
+
+def test_config_naming_unknown_architecture(tmp_path):
+    folder = _copy_card(tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    config["architecture"] = "TransformerDenoiserXL"
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError) as info:
+        zoo.load(str(folder))
+    assert "TransformerDenoiserXL" in str(info.value) and "WienerFilter" in str(info.value)
+
+
+def test_config_with_bad_init_args_and_bad_json(tmp_path):
+    folder = _copy_card(tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    config["init_args"]["no_such_argument"] = 1
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match="init_args"):
+        load_folder(folder)
+    (folder / "config.json").write_text("{ truncated")
+    with pytest.raises(ModelLoadError, match="not valid JSON"):
+        load_folder(folder)
+
+
+def test_folder_without_config_or_weights(tmp_path):
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        load_folder(tmp_path)
+    folder = _copy_card(tmp_path)
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(ModelLoadError, match="no model.safetensors"):
+        load_folder(folder)
+
+
+def test_weights_of_the_wrong_shape_are_refused(tmp_path):
+    folder = _tiny_folder(tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    config["init_args"]["width"] = 8  # weights were saved for width 4
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CorruptWeightsError, match="does not fit"):
+        load_folder(folder)
+
+
+def test_loading_never_unpickles(tmp_path, monkeypatch):
+    import pickle
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("something was unpickled while loading")
+
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+    folder = _tiny_folder(tmp_path)
+    assert isinstance(zoo.load(str(folder)), zoo.DenoiserModule)
+
+
+def test_register_decorator_adds_a_model_and_refuses_non_models():
+    class Tiny(zoo.DenoiserModule):
+        context_samples = 0
+
+        def forward(self, wave):
+            return wave
+
+    zoo.register("test-tiny-identity", card="hub_cards/none", hub_repo="x/y")(Tiny)
+    try:
+        assert "test-tiny-identity" in zoo.list_models()
+        assert get_entry("test-tiny-identity").cls is Tiny
+        with pytest.raises(ValueError, match="already registered"):
+            zoo.register("test-tiny-identity", card="c", hub_repo="x/y")(ContextAggregationDenoiser)
+    finally:
+        from zoo import registry
+
+        registry._REGISTRY.pop("test-tiny-identity")
+    with pytest.raises(TypeError, match="DenoiserModule"):
+        zoo.register("not-a-model", card="c", hub_repo="x/y")(dict)
+
+
+def test_bundled_cards_are_complete_and_agree_with_the_benchmark():
+    """Every registered model ships config, weights (matching sha256) and a card whose
+    model-index holds exactly the scores of benchmarks/results."""
+    results = json.loads((PROJECT_ROOT / "benchmarks/results/quality-voicebank-subset.json").read_text())
+    for name in zoo.list_models():
+        folder = get_entry(name).card_path
+        config = json.loads((folder / "config.json").read_text())
+        assert config["weights_sha256"] == sha256_of(folder / "model.safetensors"), name
+        card = ModelCard.load(folder / "README.md")
+        data = card.data.to_dict()
+        assert data["library_name"] == "zoo" and data["license"] and "datasets" in data
+        metrics = {m["type"]: m["value"] for m in data["model-index"][0]["results"][0]["metrics"]}
+        expected = results["means"][name]
+        assert metrics["pesq"] == pytest.approx(expected["pesq_wb"], abs=1e-4)
+        assert metrics["stoi"] == pytest.approx(expected["stoi"], abs=1e-4)
+        assert metrics["si-sdr"] == pytest.approx(expected["si_sdr"], abs=1e-4)
+        assert yaml.safe_load(card.content.split("---")[1])["model-index"][0]["name"] == name
