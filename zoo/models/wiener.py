@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from ..module import DenoiserModule
@@ -115,12 +116,13 @@ class WienerStream:
 
     # ---- the algorithm --------------------------------------------------------------------
     def _spectra(self, frames: torch.Tensor) -> torch.Tensor:
-        return torch.fft.fft(frames * self.f.window.to(frames.device), n=self.f.n_fft)
+        # One-sided spectrum: the signal is real, so the other half mirrors it.
+        return torch.fft.rfft(frames * self.f.window.to(frames.device), n=self.f.n_fft)
 
     def _init_noise(self, head: torch.Tensor, n_frames: int) -> None:
         frames = head[..., : n_frames * self.f.frame].reshape(head.shape[0], n_frames, self.f.frame)
         magnitude = self._spectra(frames).abs().mean(dim=1)
-        self.noise_power = (magnitude**2).clamp_min(_NOISE_FLOOR)
+        self.noise_power = (magnitude**2).clamp_min(_NOISE_FLOOR).numpy()
 
     def _frames(self) -> torch.Tensor:
         f, hp = self.f, self.f.hparams
@@ -130,27 +132,38 @@ class WienerStream:
             return self.pending.new_zeros(batch, 0).float()
         frames = self.pending.unfold(-1, f.frame, f.hop)[:, :count]  # [B, count, frame]
         spectra = self._spectra(frames)
-        power = spectra.abs() ** 2
+        power = (spectra.abs() ** 2).numpy()
+        # The VAD sums the log-likelihood ratio over all n_fft bins of the two-sided spectrum:
+        # interior bins of the one-sided spectrum count twice.
+        bin_weight = np.full(power.shape[-1], 2.0)
+        bin_weight[[0, -1]] = 1.0
         xi_min = 10 ** (hp.xi_min_db / 10)
         a, mu = hp.smoothing, hp.noise_update
-        gains = torch.empty_like(power)
+        gains = np.empty_like(power)
         noise = self.noise_power
         prev = self.prev_clean_power
+        # The recursion runs frame by frame on small arrays: numpy's per-call cost is far below
+        # torch's here, and this loop is the filter's whole running time.
         for i in range(count):
-            gamma = (power[:, i] / noise).clamp_max(hp.gamma_max)
+            p_i = power[:, i]
+            gamma = np.minimum(p_i / noise, hp.gamma_max)
+            excess = np.maximum(gamma - 1, 0)
             if prev is None:
-                xi = a + (1 - a) * (gamma - 1).clamp_min(0)
+                xi = a + (1 - a) * excess
             else:
-                xi = (a * prev / noise + (1 - a) * (gamma - 1).clamp_min(0)).clamp_min(xi_min)
-            # Likelihood-ratio VAD: frames whose mean log-likelihood ratio is low update the noise.
-            log_ratio = gamma * xi / (1 + xi) - torch.log1p(xi)
-            is_noise = (log_ratio.sum(-1, keepdim=True) / f.frame) < hp.vad_threshold
-            noise = torch.where(is_noise, mu * noise + (1 - mu) * power[:, i], noise).clamp_min(_NOISE_FLOOR)
+                xi = np.maximum(a * prev / noise + (1 - a) * excess, xi_min)
             gain = xi / (1 + xi)
-            prev = power[:, i] * gain**2
+            # Likelihood-ratio VAD: frames whose mean log-likelihood ratio is low update the noise.
+            log_ratio = gamma * gain - np.log1p(xi)
+            is_noise = (log_ratio @ bin_weight) / f.frame < hp.vad_threshold
+            if is_noise.any():
+                updated = np.maximum(mu * noise + (1 - mu) * p_i, _NOISE_FLOOR)
+                noise = np.where(is_noise[:, None], updated, noise)
+            prev = p_i * gain**2
             gains[:, i] = gain
         self.noise_power, self.prev_clean_power = noise, prev
-        frames_out = torch.fft.ifft(gains * spectra).real[..., : f.frame] * f.ola_gain  # [B, count, frame]
+        synthesis = torch.fft.irfft(torch.from_numpy(gains) * spectra, n=f.n_fft)
+        frames_out = synthesis[..., : f.frame] * f.ola_gain  # [B, count, frame]
 
         # Overlap-add: output hop i = overlap from frame i-1 + first hop of frame i.
         first = frames_out[..., : f.hop]
