@@ -112,8 +112,11 @@ def clip_to_full_scale(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.clamp(-1.0, 1.0)
 
 
-def check_samples(tensor: torch.Tensor, *, name: str = "wave") -> None:
-    """Refuse empty or non-finite audio; warn about clipping (it is still processed)."""
+def check_samples(tensor: torch.Tensor, *, name: str = "wave", offset: int = 0) -> None:
+    """Refuse empty or non-finite audio; warn about clipping (it is still processed).
+
+    ``offset``: index of the tensor's first sample in the whole signal, for block-wise reading.
+    """
     if tensor.numel() == 0 or tensor.shape[-1] == 0:
         raise AudioError(f"{name} is empty (0 samples): there is nothing to enhance")
     finite = torch.isfinite(tensor)
@@ -121,8 +124,9 @@ def check_samples(tensor: torch.Tensor, *, name: str = "wave") -> None:
         bad = (~finite).nonzero()[0].tolist()
         count = int((~finite).sum())
         raise AudioError(
-            f"{name} contains {count} NaN or infinite samples (first at channel {bad[0]}, "
-            f"sample {bad[1]}); repair the audio (e.g. numpy.nan_to_num) before enhancing"
+            f"{name} contains {count} NaN or infinite samples{' in this block' if offset else ''} "
+            f"(first at channel {bad[0]}, sample {bad[1] + offset}); "
+            "repair the audio (e.g. numpy.nan_to_num) before enhancing"
         )
     warn_if_clipped(tensor, name=name)
 
@@ -236,11 +240,16 @@ def iter_blocks(handle: sf.SoundFile, block_frames: int) -> Iterator[torch.Tenso
     """Read a file in [C, block] float32 blocks without holding it whole."""
     position = 0
     while True:
-        data = handle.read(block_frames, dtype="float32", always_2d=True)
+        try:
+            data = handle.read(block_frames, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as error:
+            raise AudioFileError(
+                f"{handle.name} is truncated or corrupt near sample {position} ({error}); "
+                "copy or download it again") from error
         if len(data) == 0:
             return
         block = torch.from_numpy(np.ascontiguousarray(data.T))
-        check_samples(block, name=f"{handle.name} (from sample {position})")
+        check_samples(block, name=str(handle.name), offset=position)
         position += block.shape[-1]
         yield block
 

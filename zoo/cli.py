@@ -126,7 +126,7 @@ def cmd_denoise(args) -> int:
     done = skipped = failed = 0
     for src, dst in tqdm(jobs, unit="file", desc="denoise", disable=len(jobs) < 2):
         if dst.exists() and not args.overwrite:
-            tqdm.write(f"skipped {src}: {dst} exists (use --overwrite)")
+            tqdm.write(f"skipped {src}: {dst} exists (use --overwrite)", file=sys.stderr)
             skipped += 1
             continue
         try:
@@ -134,10 +134,10 @@ def cmd_denoise(args) -> int:
                 warnings.simplefilter("always")
                 model.enhance_file(src, dst, chunk_seconds=args.chunk_seconds, progress=True)
             for warning in caught:
-                tqdm.write(f"warning {src}: {warning.message}")
+                tqdm.write(f"warning {src}: {warning.message}", file=sys.stderr)
             done += 1
         except AudioError as error:
-            tqdm.write(f"failed {src}: {error}")
+            tqdm.write(f"failed {src}: {error}", file=sys.stderr)
             failed += 1
     for problem in problems:
         print(f"ignored {problem}", file=sys.stderr)
@@ -168,9 +168,16 @@ def _plan_denoise(inputs: list[Path], output: Path, suffixes, allow_inside: bool
                 problems.append(f"{path}: not an audio file extension ({', '.join(sorted(suffixes))})")
                 continue
             jobs.append((path, output / item.name / path.relative_to(item)))
+    sources_by_output: dict[Path, list[Path]] = {}
     for src, dst in jobs:
         if src.resolve() == dst.resolve():
             raise CliError(f"output {dst} would overwrite its input; choose another output")
+        sources_by_output.setdefault(dst.resolve(), []).append(src)
+    clashes = {dst: srcs for dst, srcs in sources_by_output.items() if len(srcs) > 1}
+    if clashes:
+        dst, srcs = next(iter(clashes.items()))
+        raise CliError(f"{len(clashes)} outputs would be written twice, e.g. {dst} from "
+                       f"{' and '.join(map(str, srcs))}; denoise them into separate output folders")
     if not jobs:
         raise CliError(f"no audio files found in {', '.join(map(str, inputs))}")
     return jobs, problems
