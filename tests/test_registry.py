@@ -191,3 +191,11 @@ def test_bundled_cards_are_complete_and_agree_with_the_benchmark():
         assert metrics["stoi"] == pytest.approx(expected["stoi"], abs=1e-4)
         assert metrics["si-sdr"] == pytest.approx(expected["si_sdr"], abs=1e-4)
         assert yaml.safe_load(card.content.split("---")[1])["model-index"][0]["name"] == name
+
+
+def test_registered_name_wins_over_a_folder_of_the_same_name(tmp_path, monkeypatch):
+    folder = _tiny_folder(tmp_path)
+    folder.rename(tmp_path / "wiener")
+    monkeypatch.chdir(tmp_path)
+    assert type(zoo.load("wiener")).__name__ == "WienerFilter"
+    assert type(zoo.load("./wiener")).__name__ == "ContextAggregationDenoiser"

@@ -127,8 +127,8 @@ def verify_weights(folder, config: dict) -> Path:
         if actual != expected:
             raise CorruptWeightsError(
                 f"{weights} has sha256 {actual[:16]}... but {CONFIG_NAME} expects {expected[:16]}...: "
-                "the file is corrupt or from another revision. Delete it and download again "
-                "(zoo.load(..., force_download) or remove the Hub cache entry), or re-export the model."
+                "the file is corrupt or from another revision. Download it again "
+                "(zoo.load(name, force_download=True)), or re-export the model."
             )
     else:
         logger.warning("%s has no weights_sha256: the weights cannot be verified", folder / CONFIG_NAME)
@@ -162,26 +162,46 @@ def load_folder(folder) -> DenoiserModule:
     return model.eval()
 
 
-def download(repo_id: str, revision: str | None = None) -> Path:
+def download(repo_id: str, revision: str | None = None, force_download: bool = False) -> Path:
     """Snapshot of a Hub model repository (only the files a zoo model needs), via the HF cache."""
-    path = snapshot_download(repo_id, revision=revision, allow_patterns=HUB_FILES,
+    path = snapshot_download(repo_id, revision=revision, allow_patterns=HUB_FILES, force_download=force_download,
                              library_name="zoo", library_version=__version__)
     return Path(path)
 
 
-_HUB_FAILURES = (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError)
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The HTTP client's own errors (a connection cut during a download escapes huggingface_hub
+    unwrapped); huggingface_hub 2.x uses httpx2, 1.x httpx, 0.x requests."""
+    errors = []
+    for module, name in (("httpx2", "HTTPError"), ("httpx", "HTTPError"), ("requests", "RequestException")):
+        try:
+            errors.append(getattr(__import__(module), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
 
 
-def resolve(name_or_path: str, revision: str | None = None) -> tuple[Path, str]:
-    """Find the folder for a name, path or repo id; return it and a sentence saying where from."""
-    path = Path(str(name_or_path)).expanduser()
-    if path.is_dir():
-        return path, f"local folder {path}"
+_HUB_FAILURES = (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError, *_transport_errors())
+
+
+def _looks_like_path(name: str) -> bool:
+    return "/" in name or "\\" in name or name.startswith((".", "~"))
+
+
+def resolve(name_or_path: str, revision: str | None = None, force_download: bool = False) -> tuple[Path, str]:
+    """Find the folder for a name, path or repo id; return it and a sentence saying where from.
+
+    A registered name wins over a folder of the same name in the working directory; write
+    ``./wiener`` to mean the folder.
+    """
     name = str(name_or_path)
+    path = Path(name).expanduser()
+    if path.is_dir() and (_looks_like_path(name) or not is_registered(name)):
+        return path, f"local folder {path}"
     if is_registered(name):
         entry = get_entry(name)
         try:
-            folder = download(entry.hub_repo, revision)
+            folder = download(entry.hub_repo, revision, force_download)
             return folder, f"Hugging Face Hub {entry.hub_repo}@{folder.name[:12]}"
         except _HUB_FAILURES as error:
             reason = _one_line(error)
@@ -197,7 +217,7 @@ def resolve(name_or_path: str, revision: str | None = None) -> tuple[Path, str]:
             ) from error
     if name.count("/") == 1 and not path.exists():
         try:
-            folder = download(name, revision)
+            folder = download(name, revision, force_download)
         except _HUB_FAILURES as error:
             raise ModelNotAvailableError(
                 f"'{name}' is neither a registered model, a folder, nor a reachable Hub repo ({_one_line(error)}). "
@@ -213,9 +233,14 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}"[:200]
 
 
-def load(name_or_path: str, revision: str | None = None, device: str | torch.device | None = None) -> DenoiserModule:
-    """A pretrained model in eval mode: ``zoo.load("wiener")``, a folder, or ``"ORG/NAME"``."""
-    folder, source = resolve(name_or_path, revision)
+def load(name_or_path: str, revision: str | None = None, device: str | torch.device | None = None,
+         force_download: bool = False) -> DenoiserModule:
+    """A pretrained model in eval mode: ``zoo.load("wiener")``, a folder, or ``"ORG/NAME"``.
+
+    ``revision``: a Hub branch, tag or commit; ``force_download``: fetch the files again even if
+    cached (after a corrupt download).
+    """
+    folder, source = resolve(name_or_path, revision, force_download)
     model = load_folder(folder)
     if device is not None:
         model = model.to(device)
@@ -232,7 +257,10 @@ def publish(name_or_path: str, repo_id: str, *, api: HfApi | None = None, privat
             revision: str | None = None, commit_message: str | None = None):
     """Upload a model card folder (config, weights, card, figures) to ``repo_id`` in one commit."""
     path = Path(name_or_path)
-    folder = path if path.is_dir() else get_entry(name_or_path).card_path
+    if path.is_dir() and (_looks_like_path(str(name_or_path)) or not is_registered(str(name_or_path))):
+        folder = path
+    else:
+        folder = get_entry(name_or_path).card_path
     load_folder(folder)  # refuse to publish anything that would not load back
     if not (folder / CARD_NAME).is_file():
         raise ModelLoadError(f"{folder} has no {CARD_NAME} model card; write one before publishing")
