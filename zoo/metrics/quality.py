@@ -1,35 +1,22 @@
-"""Scores of one enhanced signal against its clean reference.
-
-PESQ (ITU-T P.862.2 wide band, via the ``pesq`` package), STOI (``pystoi``) and SI-SDR, all
-through torchmetrics' functional wrappers so that the numbers match what training logs.
-"""
+"""The three headline scores of one enhanced signal (the demo and the README table)."""
 from __future__ import annotations
 
-import warnings
-
-import torch
-from torchmetrics.functional.audio import (
-    perceptual_evaluation_speech_quality,
-    scale_invariant_signal_distortion_ratio,
-    short_time_objective_intelligibility,
-)
-
-from ..audio import resample
-
-PESQ_RATE = 16000  # wide-band PESQ is defined at 16 kHz
+from ._signals import as_pair, check_sample_rate
+from .intelligibility import stoi_score
+from .perceptual import pesq_score
+from .ratios import si_sdr
 
 
-def quality_scores(enhanced: torch.Tensor, clean: torch.Tensor, sample_rate: int) -> dict[str, float]:
-    """PESQ-wb, STOI and SI-SDR (dB) of mono ``enhanced`` against ``clean`` ([T] or [1, T])."""
-    enhanced, clean = enhanced.reshape(-1).double(), clean.reshape(-1).double()
-    if enhanced.shape != clean.shape:
-        length = min(enhanced.numel(), clean.numel())
-        warnings.warn(f"enhanced ({enhanced.numel()}) and clean ({clean.numel()}) lengths differ; "
-                      f"both trimmed to {length} samples", stacklevel=2)
-        enhanced, clean = enhanced[:length], clean[:length]
-    at16 = [resample(x.float(), sample_rate, PESQ_RATE).double() for x in (enhanced, clean)]
+def quality_scores(enhanced, clean, sample_rate: int) -> dict[str, float]:
+    """PESQ-wb, STOI and SI-SDR (dB) of mono ``enhanced`` against ``clean`` ([T] or [1, T]).
+
+    The same functionals as :func:`~zoo.metrics.score_file_pair` (which adds the other measures):
+    lengths are trimmed to the shorter with a warning, PESQ resamples to 16 kHz when needed.
+    """
+    enhanced, clean = as_pair(enhanced, clean, names=("enhanced", "clean"))
+    sample_rate = check_sample_rate(sample_rate)
     return {
-        "pesq_wb": float(perceptual_evaluation_speech_quality(at16[0], at16[1], PESQ_RATE, "wb")),
-        "stoi": float(short_time_objective_intelligibility(enhanced, clean, sample_rate)),
-        "si_sdr": float(scale_invariant_signal_distortion_ratio(enhanced, clean)),
+        "pesq_wb": pesq_score(enhanced, clean, sample_rate, "wb"),
+        "stoi": stoi_score(enhanced, clean, sample_rate),
+        "si_sdr": si_sdr(enhanced, clean),
     }
