@@ -1,125 +1,125 @@
-"""Quality of every registered model and the unprocessed input on the same files, in one run.
+"""Quality of every registered model, the unprocessed input and the DeepFilterNet3 peer, on the
+same files, in one run, through the same evaluation path as ``zoo eval``.
 
-    python benchmarks/quality.py [--data PATH] [--models wiener ...] [--update]
+    python benchmarks/quality.py [--models wiener ...] [--limit N] [--update] [--from-results]
 
-Scores PESQ-wb, STOI and SI-SDR per file (files in parallel processes: PESQ is slow), writes
-``benchmarks/results/quality-voicebank-subset.json`` and, with ``--update``, re-renders each
-model card's ``model-index`` and the README table from that same file.
+Data: the 69-pair VoiceBank-DEMAND subset in ../shared/data, and a held-out mixture set built
+from ../shared/data with speakers and noise types that no recipe trains or validates on.
+Writes ``benchmarks/results/quality.json`` (+ per-data-set reports and tranche figures under
+``benchmarks/results/<set>/``); ``--update`` re-renders every model card's ``model-index`` and
+the README table from that file, so that they cannot disagree with it.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import numpy as np
-from tqdm import tqdm
-
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results" / "quality-voicebank-subset.json"
-DATASET = {"dataset": "VoiceBank-DEMAND test subset (69 pairs, p232/p257)",
-           "dataset_type": "voicebank-demand", "split": "test (69-pair subset)"}
+sys.path.insert(0, str(ROOT))
 
-_models: dict = {}
+from zoo.cards import METRICS, card_results, write_card  # noqa: E402
+from zoo.data.files import DATA_ROOT  # noqa: E402
 
-
-def _init_worker(names: list[str]) -> None:
-    import torch
-
-    import zoo
-
-    torch.set_num_threads(1)
-    for name in names:
-        _models[name] = zoo.load(name)
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+RESULTS = RESULTS_DIR / "quality.json"
+PEERS = ["deepfilternet3"]
 
 
-def _score_file(pair: tuple[str, str]) -> dict:
-    from zoo.audio import read_audio
-    from zoo.metrics import quality_scores
+def datasets() -> list[dict]:
+    from zoo.data.heldout import build_heldout_set
 
-    noisy, rate = read_audio(pair[0])
-    clean, _ = read_audio(pair[1])
-    row = {"file": Path(pair[0]).name, "noisy": quality_scores(noisy[0], clean[0], rate)}
-    for name, model in _models.items():
-        row[name] = quality_scores(model.enhance(noisy, rate)[0], clean[0], rate)
-    return row
-
-
-def run(data: Path, names: list[str], workers: int) -> dict:
-    noisy_dir, clean_dir = data / "noisy_testset_wav", data / "clean_testset_wav"
-    pairs = [(str(p), str(clean_dir / p.name)) for p in sorted(noisy_dir.glob("*.wav"))]
-    if not pairs:
-        sys.exit(f"no *.wav pairs in {noisy_dir}")
-    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(names,)) as pool:
-        rows = list(tqdm(pool.map(_score_file, pairs), total=len(pairs), unit="file", desc="scoring"))
-    systems = ["noisy", *names]
-    means = {s: {k: float(np.mean([r[s][k] for r in rows])) for k in rows[0]["noisy"]} for s in systems}
-    return {**DATASET, "files": len(rows), "means": means, "per_file": rows}
+    heldout = build_heldout_set(ROOT / "benchmarks" / ".cache" / "heldout-mixtures")
+    return [
+        {"key": "voicebank-demand-subset", "spec": f"voicebank-demand:{DATA_ROOT / 'voicebank-demand-subset'}",
+         "dataset": "VoiceBank-DEMAND test subset (69 pairs, p232/p257)", "dataset_type": "voicebank-demand",
+         "split": "test (69-pair subset)"},
+        {"key": "heldout-mixtures", "spec": f"manifest:{heldout}",
+         "dataset": "zoo held-out mixtures (LibriSpeech test-other x NOISEX m109/buccaneer1/ICRA, 0-15 dB)",
+         "dataset_type": "zoo-heldout-mixtures", "split": "test"},
+    ]
 
 
-def card_results(report: dict, name: str) -> list[dict]:
-    return [{**{k: report[k] for k in ("dataset", "dataset_type", "split")}, "system": system,
-             "scores": report["means"][system]} for system in ("noisy", name)]
+def run(systems: list[str], limit: int | None, workers: int | None) -> dict:
+    from zoo.evaluate import write_reports, evaluate
+
+    report = {"systems": systems, "datasets": []}
+    for data in datasets():
+        evaluation = evaluate(systems, data["spec"], workers=workers, limit=limit)
+        paths = write_reports(evaluation, RESULTS_DIR / data["key"])
+        summary = evaluation.summary()
+        report["datasets"].append({**{k: data[k] for k in ("key", "dataset", "dataset_type", "split")},
+                                   "files": summary["files"], "means": summary["systems"],
+                                   "tranches": summary["tranches"], "notes": summary["notes"],
+                                   "reports": {k: str(p.relative_to(ROOT)) for k, p in paths.items()}})
+    return report
 
 
-def markdown_table(report: dict) -> str:
-    from zoo.registry import get_entry
+def markdown_table(report: dict, data: dict) -> str:
+    from zoo.registry import get_entry, is_registered
 
-    lines = ["| model | paper | trained on | PESQ-wb | STOI | SI-SDR (dB) |", "|---|---|---|---|---|---|"]
-    for system, s in report["means"].items():
-        if system == "noisy":
-            paper, trained = "-", "- (unprocessed input)"
-        else:
+    columns = [k for k in METRICS]
+    lines = ["| system | paper | trained on | " + " | ".join(METRICS[k][1] for k in columns) + " |",
+             "|---|---|---|" + "---|" * len(columns)]
+    for system, means in data["means"].items():
+        if is_registered(system):
             entry = get_entry(system)
             paper, trained = entry.paper, entry.trained_on
-        lines.append(f"| {system} | {paper} | {trained} | {s['pesq_wb']:.2f} | {s['stoi']:.3f} | {s['si_sdr']:.2f} |")
+        elif system == "noisy":
+            paper, trained = "-", "(unprocessed input)"
+        else:
+            paper, trained = "peer", "(its authors' training data)"
+        cells = [f"{means[k]:.3f}" if k == "stoi" else f"{means[k]:.2f}" for k in columns]
+        lines.append(f"| {system} | {paper} | {trained} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def update_readme(table: str, report: dict) -> None:
+def update_readme(report: dict) -> None:
     readme = ROOT / "README.md"
-    text = readme.read_text()
-    block = (f"<!-- quality-table: written by benchmarks/quality.py --update -->\n"
-             f"Scores on the {report['dataset']} ({report['files']} files):\n\n{table}\n<!-- /quality-table -->")
-    new, count = re.subn(r"<!-- quality-table.*?<!-- /quality-table -->", block, text, flags=re.S)
+    blocks = []
+    for data in report["datasets"]:
+        blocks.append(f"**{data['dataset']}** ({data['files']} files; tranche figure: "
+                      f"[{data['key']}/tranches.png](benchmarks/results/{data['key']}/tranches.png))\n\n"
+                      + markdown_table(report, data))
+    block = ("<!-- quality-table: written by benchmarks/quality.py --update -->\n" + "\n\n".join(blocks)
+             + "\n<!-- /quality-table -->")
+    text, count = re.subn(r"<!-- quality-table.*?<!-- /quality-table -->", lambda _: block, readme.read_text(),
+                          flags=re.S)
     if not count:
         sys.exit("README.md has no <!-- quality-table --> block to update")
-    readme.write_text(new)
+    readme.write_text(text)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "voicebank-demand-subset")
     parser.add_argument("--models", nargs="*", default=None, help="registered names (default: all)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--no-peers", action="store_true", help="leave out DeepFilterNet3")
+    parser.add_argument("--limit", type=int, default=None, help="first N files of each set (quick check)")
+    parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--update", action="store_true", help="rewrite model cards and the README table")
-    parser.add_argument("--from-results", action="store_true",
-                        help=f"skip scoring: re-use {RESULTS.relative_to(ROOT)} (e.g. to re-render cards)")
+    parser.add_argument("--from-results", action="store_true", help=f"re-use {RESULTS.relative_to(ROOT)}")
     args = parser.parse_args()
 
     import zoo
-    from zoo.cards import write_card
-    from zoo.registry import get_entry
 
     if args.from_results:
         report = json.loads(RESULTS.read_text())
-        names = [name for name in report["means"] if name != "noisy"]
     else:
-        names = args.models if args.models is not None else zoo.list_models()
-        report = run(args.data, names, args.workers)
+        models = args.models if args.models is not None else zoo.list_models()
+        report = run(["noisy", *models, *([] if args.no_peers else PEERS)], args.limit, args.workers)
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    table = markdown_table(report)
-    print(table)
+    for data in report["datasets"]:
+        print(f"\n{data['dataset']} ({data['files']} files)\n{markdown_table(report, data)}")
     if args.update:
-        for name in names:
-            entry = get_entry(name)
+        if args.limit:
+            sys.exit("--update needs the full sets: drop --limit")
+        for name in (s for s in report["systems"] if s in zoo.list_models()):
+            entry = zoo.registry.get_entry(name)
             write_card(entry, entry.card_path, card_results(report, name))
-        update_readme(table, report)
+        update_readme(report)
 
 
 if __name__ == "__main__":

@@ -16,10 +16,27 @@ from .registry import ModelEntry
 
 # metric key in results files -> (Hub metric type, human name)
 METRICS = {
-    "pesq_wb": ("pesq", "PESQ (wide band)"),
+    "pesq_wb": ("pesq", "PESQ-wb"),
     "stoi": ("stoi", "STOI"),
     "si_sdr": ("si-sdr", "SI-SDR (dB)"),
+    "snr": ("snr", "SNR (dB)"),
+    "csig": ("csig", "CSIG"),
+    "cbak": ("cbak", "CBAK"),
+    "covl": ("covl", "COVL"),
 }
+
+
+def card_results(report: dict, name: str) -> list[dict]:
+    """The blocks of a benchmark report (``benchmarks/results/quality.json``) a card shows:
+    the model's own scores and the unprocessed input's, for every data set it was scored on."""
+    blocks = []
+    for data in report["datasets"]:
+        if name not in data["means"]:
+            continue
+        for system in ("noisy", name):
+            blocks.append({**{k: data[k] for k in ("dataset", "dataset_type", "split")}, "system": system,
+                           "scores": data["means"][system]})
+    return blocks
 
 
 def eval_results(results: list[dict]) -> list[EvalResult]:
@@ -54,6 +71,7 @@ def render_card(entry: ModelEntry, folder, results: list[dict], extra: str = "")
     rows = "\n".join(
         f"| {b['dataset']} | {b['system']} | " + " | ".join(f"{b['scores'][k]:.3f}" for k in METRICS) + " |"
         for b in results)
+    header = " | ".join(title for _, title in METRICS.values())
     body = f"""
 # {entry.name}
 
@@ -80,10 +98,11 @@ zoo denoise noisy/ -o enhanced/ --model {entry.name}
 
 ## Scores
 
-Measured by `benchmarks/quality.py` (PESQ wide band with `pesq`, STOI with `pystoi`, SI-SDR).
+Measured by `benchmarks/quality.py` through `zoo eval` (PESQ wide band with `pesq`, STOI with
+`pystoi`, SI-SDR, SNR, and the composite measures of Hu & Loizou 2008).
 
-| data | system | PESQ-wb | STOI | SI-SDR (dB) |
-|---|---|---|---|---|
+| data | system | {header} |
+|---|---|{"---|" * len(METRICS)}
 {rows}
 {extra}"""
     return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n" + body).content

@@ -76,6 +76,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--clean", type=Path, default=None, help=f"clean reference (default {EXAMPLE_CLEAN})")
     p.set_defaults(run=cmd_demo)
 
+    p = sub.add_parser("eval", help="score models on noisy/clean pairs: per-file CSV, summary, tranches")
+    p.add_argument("-m", "--model", action="append", required=True, dest="models",
+                   help="a zoo model, a peer (deepfilternet3) or 'noisy' (the unprocessed input); repeatable")
+    p.add_argument("--data", required=True,
+                   help="voicebank-demand:PATH | folders:NOISY_DIR:CLEAN_DIR | manifest:FILE(.csv|.json)")
+    p.add_argument("--out", type=Path, default=Path("eval_output"))
+    p.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N pairs")
+    p.set_defaults(run=cmd_eval)
+
+    p = sub.add_parser("card", help="re-render a model card's README.md and model-index from results")
+    p.add_argument("model")
+    p.add_argument("--from", dest="results", type=Path, required=True, help="a results JSON (benchmarks/results)")
+    p.set_defaults(run=cmd_card)
+
     sub.add_parser("fit", help="train from a recipe: zoo fit --config recipes/MODEL/RECIPE.yaml [overrides]")
     return parser
 
@@ -185,6 +200,40 @@ def _plan_denoise(inputs: list[Path], output: Path, suffixes, allow_inside: bool
 
 def _is_inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
+
+
+def cmd_eval(args) -> int:
+    from .data.pairs import DataSpecError
+    from .evaluate import evaluate, markdown_summary, write_reports
+    from .hub import ModelLoadError
+    from .registry import UnknownModelError
+
+    try:
+        evaluation = evaluate(args.models, args.data, workers=args.workers, limit=args.limit)
+    except (DataSpecError, UnknownModelError, ModelLoadError) as error:
+        raise CliError(str(error)) from error
+    paths = write_reports(evaluation, args.out)
+    print(markdown_summary(evaluation.summary()))
+    for kind, path in paths.items():
+        print(f"{kind}: {path}", file=sys.stderr)
+    return 0
+
+
+def cmd_card(args) -> int:
+    from .cards import card_results, write_card
+    from .registry import UnknownModelError, get_entry
+
+    try:
+        entry = get_entry(args.model)
+    except UnknownModelError as error:
+        raise CliError(str(error)) from error
+    if not args.results.is_file():
+        raise CliError(f"{args.results}: no such results file (write one with benchmarks/quality.py)")
+    results = card_results(json.loads(args.results.read_text()), args.model)
+    if not results:
+        raise CliError(f"{args.results} holds no scores for {args.model}")
+    print(f"wrote {write_card(entry, entry.card_path, results)}")
+    return 0
 
 
 def cmd_publish(args) -> int:

@@ -34,7 +34,42 @@ def spectrogram_figure(panels: dict[str, torch.Tensor], sample_rate: int, path, 
     fig.colorbar(image, ax=axes[:, 0].tolist(), label="dB", shrink=0.8)
     if title:
         fig.suptitle(title)
-    path = Path(path)
+    return _save(fig, Path(path))
+
+
+def tranche_figure(summary: dict, rows: list[dict], out) -> dict[str, Path]:
+    """The feature-loss paper's Figs. 1 and 2: the noisy input's CBAK distribution with its
+    octile edges, and SNR / SIG / BAK / OVL per tranche for every system."""
+    out = Path(out)
+    paths = {}
+    edges = summary["tranches"]["edges"]
+    noisy_bak = [r["cbak"] for r in rows if r["system"] == "noisy"]
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.hist(noisy_bak, bins=30, color="0.6")
+    for edge in edges:
+        ax.axvline(edge, color="red", linestyle="--", linewidth=1)
+    ax.set_xlabel("composite background score (CBAK) of the noisy input")
+    ax.set_ylabel("files")
+    ax.set_title(f"{summary['data']}: 8 tranches of equal size", fontsize=9)
+    paths["bak_distribution"] = _save(fig, out / "bak_distribution.png")
+
+    measures = [("snr", "SNR (dB)"), ("csig", "SIG (CSIG)"), ("cbak", "BAK (CBAK)"), ("covl", "OVL (COVL)")]
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.4))
+    tranches = list(range(1, len(edges) + 2))
+    for ax, (measure, title) in zip(axes, measures):
+        for system, per in summary["tranches"]["means"].items():
+            ax.plot(tranches, per[measure], marker="o", label=system,
+                    linestyle="--" if system == "noisy" else "-")
+        ax.set_title(title)
+        ax.set_xlabel("tranche (1 = hardest)")
+        ax.set_xticks(tranches)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    paths["tranches"] = _save(fig, out / "tranches.png")
+    return paths
+
+
+def _save(fig, path: Path) -> Path:
     with atomic_output(path) as temporary:
         fig.savefig(temporary, dpi=100, format="png")
     plt.close(fig)

@@ -1,0 +1,128 @@
+"""Real-time factor and peak memory of every model beside the DeepFilterNet3 peer, in one run.
+
+    python benchmarks/speed.py [--threads 2] [--seconds 30] [--device cpu] [--update]
+
+All systems enhance the same real speech (VoiceBank-DEMAND subset files joined to ``--seconds``)
+through the same ``model.enhance`` path users call, in this process, with the same thread
+count; the real-time factor (processing time / audio duration, median of ``--repeats``) is
+reported beside its ratio to DeepFilterNet3's, measured in the same run, because absolute times
+depend on the machine and its load. Peak memory is measured in a fresh subprocess per system
+(resident-set high-water mark minus the resident set after loading) on 60 s of audio.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from zoo.audio import read_audio  # noqa: E402
+from zoo.data.files import DATA_ROOT  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "speed.json"
+REFERENCE = "deepfilternet3"
+
+
+def speech(seconds: float) -> torch.Tensor:
+    files = sorted((DATA_ROOT / "voicebank-demand-subset" / "noisy_testset_wav").glob("*.wav"))
+    pieces, total = [], 0
+    for path in files:
+        wave, _ = read_audio(path)
+        pieces.append(wave)
+        total += wave.shape[-1]
+        if total >= seconds * 16000:
+            break
+    return torch.cat(pieces, dim=-1)[..., : int(seconds * 16000)]
+
+
+def real_time_factor(model, wave: torch.Tensor, repeats: int) -> float:
+    model.enhance(wave[..., :16000], 16000)  # warm-up: allocations, kernels, library loading
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.enhance(wave, 16000)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) / (wave.shape[-1] / 16000)
+
+
+_MEMORY = """
+import resource, sys, torch
+sys.path.insert(0, {root!r})
+from benchmarks.speed import speech
+from zoo.evaluate import load_system
+torch.set_num_threads({threads})
+model = load_system({name!r})
+wave = speech(60)
+def rss():
+    return int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1]) / 1024
+model.enhance(wave[..., :16000], 16000)
+before = rss()
+model.enhance(wave, 16000)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before)
+"""
+
+
+def peak_memory_mb(name: str, threads: int) -> float:
+    out = subprocess.run([sys.executable, "-c", _MEMORY.format(root=str(ROOT), name=name, threads=threads)],
+                         capture_output=True, text=True, check=True)
+    return float(out.stdout.split()[-1])
+
+
+def markdown(report: dict) -> str:
+    lines = [f"| system | real-time factor | x {REFERENCE}'s | peak memory beyond the model (MB, 60 s input) |",
+             "|---|---|---|---|"]
+    for name, row in report["systems"].items():
+        lines.append(f"| {name} | {row['rtf']:.4f} | {row['rtf_ratio']:.2f} | {row['peak_mb']:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="*", default=None)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--update", action="store_true", help="write the README speed table")
+    args = parser.parse_args()
+
+    import zoo
+    from zoo.evaluate import load_system
+
+    torch.set_num_threads(args.threads)
+    wave = speech(args.seconds)
+    names = [*(args.models if args.models is not None else zoo.list_models()), REFERENCE]
+    systems = {}
+    for name in names:
+        model = load_system(name)
+        systems[name] = {"rtf": real_time_factor(model, wave, args.repeats), "peak_mb": peak_memory_mb(name, args.threads)}
+        print(f"{name}: RTF {systems[name]['rtf']:.4f}, peak {systems[name]['peak_mb']:.0f} MB", file=sys.stderr)
+    for row in systems.values():
+        row["rtf_ratio"] = row["rtf"] / systems[REFERENCE]["rtf"]
+    report = {"device": "cpu", "threads": args.threads, "seconds": args.seconds, "repeats": args.repeats,
+              "torch": torch.__version__, "systems": systems}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    table = markdown(report)
+    print(table)
+    if args.update:
+        readme = ROOT / "README.md"
+        block = (f"<!-- speed-table: written by benchmarks/speed.py --update -->\nCPU, {args.threads} threads, "
+                 f"{args.seconds:.0f} s of 16 kHz speech, median of {args.repeats}:\n\n{table}\n<!-- /speed-table -->")
+        text, count = re.subn(r"<!-- speed-table.*?<!-- /speed-table -->", lambda _: block, readme.read_text(),
+                              flags=re.S)
+        if not count:
+            sys.exit("README.md has no <!-- speed-table --> block")
+        readme.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
