@@ -1,4 +1,4 @@
-"""``zoo fit``: LightningCLI over every DenoiserModule and LightningDataModule.
+"""``zoo fit``: LightningCLI over every LightningModule (DenoiserModules and the parts they pretrain) and LightningDataModule.
 
 A recipe is a YAML file (``recipes/<model>/<recipe>.yaml``) naming a model and a data module by
 class path with their init arguments plus trainer settings; any value can be overridden on the
@@ -9,7 +9,7 @@ from __future__ import annotations
 import lightning as L
 from lightning.pytorch.cli import LightningCLI
 
-from .module import DenoiserModule
+
 
 
 def run_lightning_cli(args: list[str]) -> LightningCLI:
@@ -20,7 +20,7 @@ def run_lightning_cli(args: list[str]) -> LightningCLI:
     # LightningCLI reads sys.argv itself; hand it exactly the recipe arguments.
     sys.argv = ["zoo", *args]
     return LightningCLI(
-        DenoiserModule,
+        L.LightningModule,
         L.LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,

@@ -1,2 +1,2 @@
 """One file per architecture family; importing this package registers every model."""
-from . import can, wiener  # noqa: F401
+from . import can, feature_loss, wiener  # noqa: F401

@@ -66,7 +66,23 @@ class ContextAggregationNetwork(nn.Module):
         return self.output(self.body(wave.unsqueeze(1))).squeeze(1)
 
 
-class ContextAggregationDenoiser(DenoiserModule):
+class CANDenoiserBase(DenoiserModule):
+    """A denoiser whose network is the CAN; subclasses choose the loss and save their own
+    hyper-parameters (so that each config.json holds exactly its class's arguments)."""
+
+    def _build(self, width: int, dilations, kernel_size: int, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
+        self.network = ContextAggregationNetwork(width, tuple(dilations), kernel_size)
+        self.context_samples = self.network.context
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        return self.network(wave)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+
+
+class ContextAggregationDenoiser(CANDenoiserBase):
     """The CAN trained with an L1 or L2 waveform loss (the paper's Table II baselines)."""
 
     def __init__(self, width: int = 64, dilations: tuple[int, ...] = PAPER_DILATIONS, kernel_size: int = 3,
@@ -75,16 +91,8 @@ class ContextAggregationDenoiser(DenoiserModule):
         if loss_type not in ("l1", "l2"):
             raise ValueError(f"loss_type must be 'l1' or 'l2', not {loss_type!r}")
         self.save_hyperparameters()
-        self.sample_rate = sample_rate
-        self.network = ContextAggregationNetwork(width, tuple(dilations), kernel_size)
-        self.context_samples = self.network.context
-
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        return self.network(wave)
+        self._build(width, dilations, kernel_size, sample_rate)
 
     def loss(self, enhanced: torch.Tensor, batch: dict) -> torch.Tensor:
         error = enhanced - batch["clean"]
         return error.abs().mean() if self.hparams.loss_type == "l1" else error.pow(2).mean()
-
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)

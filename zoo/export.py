@@ -1,0 +1,124 @@
+"""Turn a Lightning training checkpoint into a Hub card folder (config.json + model.safetensors
++ training.json), the only form in which zoo loads models.
+
+    python -m zoo.export runs/can-l1/lightning_logs/version_0/checkpoints/last.ckpt --model can-l1
+    python -m zoo.export runs/feature-loss-net/.../last.ckpt --feature-loss-net
+
+``training.json`` records what a card must state about training (recipe, data, steps, epochs,
+wall-clock hours, hardware), read from the run's own logs.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import inspect
+import json
+import platform
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from .audio import atomic_output
+from .hub import CONFIG_NAME, WEIGHTS_NAME, save_pretrained, sha256_of, write_json
+from .registry import PROJECT_ROOT, get_entry
+
+TRAINING_NAME = "training.json"
+
+
+def _load_checkpoint(path: Path) -> dict:
+    # Our own training checkpoint at export time (never at model load): tensors and plain data.
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _init_args(cls, hparams: dict) -> dict:
+    accepted = inspect.signature(cls.__init__).parameters
+    return {k: v for k, v in hparams.items() if k in accepted}
+
+
+def training_record(checkpoint_path: Path, checkpoint: dict, recipe: str | None) -> dict:
+    """Steps, epochs and wall time from the run's metrics.csv; the data from its config.yaml."""
+    version = checkpoint_path.parent.parent
+    record = {"checkpoint": str(checkpoint_path), "global_step": checkpoint.get("global_step"),
+              "epochs": checkpoint.get("epoch"), "hardware": f"CPU ({platform.processor() or platform.machine()}), "
+              f"{torch.get_num_threads()} threads", "recipe": recipe}
+    config = version / "config.yaml"
+    if config.is_file():
+        import yaml
+
+        loaded = yaml.safe_load(config.read_text())
+        record["data"] = loaded.get("data")
+        record["trainer"] = {k: loaded.get("trainer", {}).get(k) for k in ("max_time", "max_epochs", "accelerator")}
+    metrics = version / "metrics.csv"
+    if metrics.is_file():
+        rows = list(csv.DictReader(metrics.open()))
+        val = [r for r in rows if r.get("val/si_sdr")]
+        if val:
+            record["last_val_si_sdr_db"] = float(val[-1]["val/si_sdr"])
+        for key in ("val/task0_accuracy", "val/task1_accuracy"):
+            values = [float(r[key]) for r in rows if r.get(key)]
+            if values:
+                record[key.replace("/", "_")] = values[-1]
+    return record
+
+
+def export_denoiser(checkpoint_path, name: str, out=None, recipe: str | None = None, hours: float | None = None) -> Path:
+    checkpoint_path = Path(checkpoint_path)
+    entry = get_entry(name)
+    checkpoint = _load_checkpoint(checkpoint_path)
+    model = entry.cls(**_init_args(entry.cls, checkpoint["hyper_parameters"]))
+    missing, unexpected = model.load_state_dict(checkpoint["state_dict"], strict=False)
+    if missing:
+        raise RuntimeError(f"{checkpoint_path} lacks weights for {name}: {missing[:5]}")
+    folder = save_pretrained(model.eval(), out or entry.card_path, name=name)
+    record = training_record(checkpoint_path, checkpoint, recipe)
+    if hours is not None:
+        record["hours"] = hours
+    write_json(folder / TRAINING_NAME, record)
+    return folder
+
+
+def export_feature_loss_net(checkpoint_path, out=None, recipe: str | None = None, hours: float | None = None) -> Path:
+    """The loss network's own card: its weights and its held-out classification accuracy."""
+    from .models.feature_loss import FeatureLossNet
+
+    checkpoint_path = Path(checkpoint_path)
+    checkpoint = _load_checkpoint(checkpoint_path)
+    hp = checkpoint["hyper_parameters"]
+    init_args = {"task_classes": list(hp["task_classes"])}
+    net = FeatureLossNet(**init_args)
+    state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+    net.load_state_dict(state)
+    folder = Path(out or PROJECT_ROOT / "hub_cards" / "feature-loss-net")
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_output(folder / WEIGHTS_NAME) as temporary:
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, temporary, metadata={"format": "pt"})
+    write_json(folder / CONFIG_NAME, {"architecture": "FeatureLossNet", "init_args": init_args, "sample_rate": 16000,
+                                      "weights_sha256": sha256_of(folder / WEIGHTS_NAME),
+                                      "task_names": list(hp.get("task_names", []))})
+    record = training_record(checkpoint_path, checkpoint, recipe)
+    if hours is not None:
+        record["hours"] = hours
+    write_json(folder / TRAINING_NAME, record)
+    return folder
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", type=Path)
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--model", help="registered name whose card folder receives the weights")
+    group.add_argument("--feature-loss-net", action="store_true")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--recipe", default=None)
+    parser.add_argument("--hours", type=float, default=None, help="wall-clock training hours, for the card")
+    args = parser.parse_args(argv)
+    if args.feature_loss_net:
+        folder = export_feature_loss_net(args.checkpoint, args.out, args.recipe, args.hours)
+    else:
+        folder = export_denoiser(args.checkpoint, args.model, args.out, args.recipe, args.hours)
+    print(json.dumps({"folder": str(folder), "files": sorted(p.name for p in folder.iterdir())}))
+
+
+if __name__ == "__main__":
+    main()
