@@ -117,6 +117,7 @@ def test_a_short_real_training_run_lowers_the_loss(loss_type):
     batch = next(iter(data.val_dataloader()))
     with torch.no_grad():
         before = float(model.loss(model(batch["noisy"]), batch))
+        identity = float(model.loss(batch["noisy"], batch))  # passing the noisy input through
     trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
     trainer.fit(model, data)
@@ -124,3 +125,40 @@ def test_a_short_real_training_run_lowers_the_loss(loss_type):
     with torch.no_grad():
         after = float(model.loss(model(batch["noisy"]), batch))
     assert after < 0.8 * before, (before, after)
+    # Better than doing nothing: a network whose output collapses to its bias also lowers the
+    # loss from its random start, but never below the noisy input's.
+    assert after < identity, (identity, after)
+
+
+def test_inference_folds_the_adaptive_normalisation_into_the_convolutions():
+    """Eval mode runs conv+bias+LReLU per layer (NOTES: the per-channel affine map folds into the
+    convolution); the output equals the unfolded body with frozen batch statistics."""
+    torch.manual_seed(0)
+    network = ContextAggregationNetwork(width=8, dilations=[1, 2, 4, 1])
+    for norm in (m for m in network.modules() if isinstance(m, AdaptiveNorm)):
+        norm.alpha.data.uniform_(0.5, 1.5)
+        norm.beta.data.uniform_(-1, 1)
+        norm.bn.running_mean.uniform_(-50, 50)
+        norm.bn.running_var.uniform_(10, 500)
+        norm.bn.weight.data.uniform_(0.5, 2)
+        norm.bn.bias.data.uniform_(-1, 1)
+    network.eval()
+    x = 0.1 * torch.randn(2, 3000)
+    with torch.no_grad():
+        unfolded = network.output(network.body(x.unsqueeze(1) * network.wave_scale)).squeeze(1) / network.wave_scale
+        folded = network(x)
+    assert torch.allclose(folded, unfolded, atol=1e-6 * float(unfolded.abs().max()))
+    assert not torch.allclose(network.train()(x), folded)  # training uses batch statistics
+
+
+def test_the_network_works_in_16_bit_sample_units_like_the_authors_code():
+    """The authors fed int16-valued floats (scipy.io.wavfile without rescaling); zoo's API stays
+    in [-1, 1] and scales inside, so the losses and Adam's eps see the same magnitudes."""
+    model = ContextAggregationDenoiser(width=4, dilations=[1, 2, 1])
+    assert model.network.wave_scale == 2**15
+    clean, noisy = torch.zeros(1, 100), torch.full((1, 100), 0.5)
+    assert float(model.loss(noisy, {"clean": clean})) == pytest.approx(0.5 * 2**15)
+    inside = {}
+    model.network.body[0].register_forward_hook(lambda m, i, o: inside.update(input=i[0]))
+    model(torch.full((1, 50), 0.25))
+    assert float(inside["input"].max()) == pytest.approx(0.25 * 2**15)

@@ -36,7 +36,8 @@ def test_fit_runs_a_recipe_with_overrides(tmp_path):
     assert len(checkpoints) == 1 and "step=4" in checkpoints[0].name
     rows = list(csv.DictReader((version / "metrics.csv").open()))
     losses = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
-    assert len(losses) == 4 and all(0 < x < 1 for x in losses)
+    # The CAN's losses are in 16-bit sample units, as in the authors' code (zoo/models/can.py)
+    assert len(losses) == 4 and all(0 < x < 2**15 for x in losses)
     assert any(r.get("val/loss") for r in rows) and any(r.get("val/si_sdr") for r in rows)
 
 
@@ -48,7 +49,7 @@ def test_fit_reports_a_bad_override():
 
 
 def test_demo_writes_audio_figure_and_scores(tmp_path):
-    result = _run(["demo", "--out", str(tmp_path)], timeout=300)
+    result = _run(["demo", "--out", str(tmp_path), "--model", "wiener"], timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "scores.json").read_text())
     wav = Path(report["enhanced"])
@@ -62,3 +63,53 @@ def test_demo_writes_audio_figure_and_scores(tmp_path):
     assert scores["wiener"]["si_sdr"] > scores["noisy"]["si_sdr"] + 2
     assert "| wiener |" in result.stdout and "PESQ-wb" in result.stdout
     assert "model wiener:" in result.stderr  # says where the model came from
+
+
+def test_the_flagship_is_the_default_once_its_weights_exist(tmp_path, monkeypatch):
+    import zoo
+    from zoo import cli
+    from zoo.registry import get_entry
+
+    assert "feature-loss-can" in zoo.list_models()
+    assert (get_entry("feature-loss-can").card_path / "model.safetensors").is_file()
+    assert cli.default_model() == "feature-loss-can"
+    # A checkout without the CAN's weights (e.g. a fresh fork that has not trained yet) falls back.
+    monkeypatch.setattr(cli, "FLAGSHIP_MODEL", "no-such-model")
+    assert cli.default_model() == "wiener"
+
+
+def test_denoise_without_a_model_uses_the_flagship(tmp_path):
+    result = _run(["denoise", str(ROOT / "examples/p232_013_noisy.wav"), "-o", str(tmp_path / "out.wav")],
+                  timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "model feature-loss-can:" in result.stderr
+    assert sf.info(str(tmp_path / "out.wav")).frames == sf.info(str(ROOT / "examples/p232_013_noisy.wav")).frames
+
+
+def test_fine_tuning_on_my_noise_starts_from_the_published_weights(tmp_path):
+    """The one-command fine-tuning recipe with a user's own noise folder (real noise files)."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    from zoo.data.files import DATA_ROOT
+
+    noise = tmp_path / "my_noise"
+    noise.mkdir()
+    shutil.copy(DATA_ROOT / "noise/noisex/babble.flac", noise / "kitchen.flac")
+    result = _run([
+        "fit", "--config", "recipes/feature-loss-can/finetune-noise.yaml",
+        "--data.init_args.noise", f"[{noise}]", "--data.init_args.train_size", "4",
+        "--data.init_args.val_size", "2", "--data.init_args.crop_seconds", "0.5", "--data.init_args.batch_size", "2",
+        "--trainer.max_steps", "1", "--trainer.default_root_dir", str(tmp_path),
+        "--trainer.logger.init_args.save_dir", str(tmp_path),
+    ], timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "starting from feature-loss-can" in result.stdout
+    checkpoint = torch.load(tmp_path / "lightning_logs/version_0/checkpoints/last.ckpt", weights_only=True)
+    published = load_file(str(ROOT / "hub_cards/feature-loss-can/model.safetensors"))
+    weight = "network.body.3.weight"
+    change = (checkpoint["state_dict"][weight] - published[weight]).abs().max()
+    assert 0 < change < 1e-3  # one Adam step at lr 1e-4 away from the published weights
+    assert torch.equal(checkpoint["state_dict"]["feature_loss.weights"], published["feature_loss.weights"])

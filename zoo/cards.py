@@ -55,6 +55,37 @@ def eval_results(results: list[dict]) -> list[EvalResult]:
     return out
 
 
+def _data_summary(data: dict | None) -> str:
+    if not data:
+        return "not recorded"
+    args = data.get("init_args", {})
+    lists = "; ".join(f"{key}: {', '.join(map(str, args[key]))}" for key in ("speech", "noise", "val_speech", "val_noise")
+                      if isinstance(args.get(key), list))
+    other = ", ".join(f"{key}={args[key]}" for key in ("root", "snr_db", "crop_seconds", "batch_size", "train_size")
+                      if key in args)
+    return f"`{data.get('class_path') or '?'}` ({other})" + (f"; {lists}" if lists else "")
+
+
+def training_section(folder) -> str:
+    """What a card must say about training (data, hours, hardware), from the ``training.json``
+    that ``python -m zoo.export`` wrote from the run's own checkpoint and logs."""
+    path = Path(folder) / "training.json"
+    if not path.is_file():
+        return ""
+    record = json.loads(path.read_text())
+    lines = [f"- Recipe: `{record.get('recipe') or 'not recorded'}`",
+             f"- Data: {_data_summary(record.get('data'))}",
+             f"- Steps: {record.get('global_step')} ({record.get('epochs', 0) + 1} epochs)",
+             f"- Training time: {record['hours']:.2f} h" if "hours" in record else "- Training time: not recorded",
+             f"- Hardware: {record.get('hardware', 'not recorded')}"]
+    if "last_val_si_sdr_db" in record:
+        lines.append(f"- Last validation SI-SDR (held-out speakers and noises): {record['last_val_si_sdr_db']:.2f} dB")
+    if record.get("note"):
+        lines.append(f"- Note: {record['note']}")
+    figure = "\n\n![training loss and validation SI-SDR](training.png)" if (path.parent / "training.png").is_file() else ""
+    return "\n## Training\n\n" + "\n".join(lines) + figure + "\n"
+
+
 def render_card(entry: ModelEntry, folder, results: list[dict], extra: str = "") -> str:
     folder = Path(folder)
     config = read_config(folder)
@@ -104,7 +135,7 @@ Measured by `benchmarks/quality.py` through `zoo eval` (PESQ wide band with `pes
 | data | system | {header} |
 |---|---|{"---|" * len(METRICS)}
 {rows}
-{extra}"""
+{training_section(folder)}{extra}"""
     return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n" + body).content
 
 

@@ -9,9 +9,23 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-DEFAULT_MODEL = "wiener"  # the feature-loss CAN takes over once its weights are published
+FLAGSHIP_MODEL = "feature-loss-can"
+FALLBACK_MODEL = "wiener"
+MODEL_HELP = f"registered name, card folder or ORG/NAME (default: {FLAGSHIP_MODEL}, or {FALLBACK_MODEL} where its weights are missing)"
 EXAMPLE_NOISY = "examples/p232_013_noisy.wav"
 EXAMPLE_CLEAN = "examples/p232_013_clean.wav"
+
+
+def default_model() -> str:
+    """The flagship when it is registered with weights in its card folder, else the Wiener
+    filter (a checkout whose CAN weights were never trained still has a working default)."""
+    import zoo
+    from .hub import WEIGHTS_NAME
+    from .registry import get_entry
+
+    if FLAGSHIP_MODEL in zoo.list_models() and (get_entry(FLAGSHIP_MODEL).card_path / WEIGHTS_NAME).is_file():
+        return FLAGSHIP_MODEL
+    return FALLBACK_MODEL
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", type=Path, help="audio files and/or folders (searched recursively)")
     p.add_argument("-o", "--output", type=Path, required=True,
                    help="output folder (or an audio file name when there is a single input file)")
-    p.add_argument("-m", "--model", default=DEFAULT_MODEL)
+    p.add_argument("-m", "--model", default=None, help=MODEL_HELP)
     p.add_argument("--revision", help="Hub revision (branch, tag or commit) of the model")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cpu)")
     p.add_argument("--chunk-seconds", type=float, default=30.0, help="block length for long files")
@@ -71,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="denoise the bundled VoiceBank-DEMAND example; write WAV, PNG, scores")
     p.add_argument("--out", type=Path, default=Path("demo_output"))
-    p.add_argument("-m", "--model", default=DEFAULT_MODEL)
+    p.add_argument("-m", "--model", default=None, help=MODEL_HELP)
     p.add_argument("--noisy", type=Path, default=None, help=f"noisy input (default {EXAMPLE_NOISY})")
     p.add_argument("--clean", type=Path, default=None, help=f"clean reference (default {EXAMPLE_CLEAN})")
     p.set_defaults(run=cmd_demo)
@@ -137,6 +151,7 @@ def cmd_denoise(args) -> int:
     from .data.files import AUDIO_SUFFIXES
 
     jobs, problems = _plan_denoise(args.inputs, args.output, AUDIO_SUFFIXES, args.allow_output_inside_input)
+    args.model = args.model or default_model()
     model = _load(args.model, args.revision, args.device)
     done = skipped = failed = 0
     for src, dst in tqdm(jobs, unit="file", desc="denoise", disable=len(jobs) < 2):
@@ -257,6 +272,7 @@ def cmd_demo(args) -> int:
 
     noisy_path = args.noisy or PROJECT_ROOT / EXAMPLE_NOISY
     clean_path = args.clean or (PROJECT_ROOT / EXAMPLE_CLEAN if args.noisy is None else None)
+    args.model = args.model or default_model()
     model = _load(args.model)
     noisy, rate = read_audio(noisy_path)
     enhanced = model.enhance(noisy, rate)

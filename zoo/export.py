@@ -24,6 +24,7 @@ from .hub import CONFIG_NAME, WEIGHTS_NAME, save_pretrained, sha256_of, write_js
 from .registry import PROJECT_ROOT, get_entry
 
 TRAINING_NAME = "training.json"
+TRAINING_FIGURE = "training.png"
 
 
 def _load_checkpoint(path: Path) -> dict:
@@ -36,12 +37,27 @@ def _init_args(cls, hparams: dict) -> dict:
     return {k: v for k, v in hparams.items() if k in accepted}
 
 
-def training_record(checkpoint_path: Path, checkpoint: dict, recipe: str | None) -> dict:
-    """Steps, epochs and wall time from the run's metrics.csv; the data from its config.yaml."""
+def default_hardware() -> str:
+    if torch.cuda.is_available():
+        return f"GPU ({torch.cuda.get_device_name()})"
+    return f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads"
+
+
+def training_record(checkpoint_path: Path, checkpoint: dict, recipe: str | None, hardware: str | None = None) -> dict:
+    """Steps and epochs from the checkpoint, training wall time from its Timer callback (present
+    when the recipe sets ``max_time``; it survives resuming), the data from the run's config.yaml
+    and the last validation scores from its metrics.csv."""
     version = checkpoint_path.parent.parent
     record = {"checkpoint": str(checkpoint_path), "global_step": checkpoint.get("global_step"),
-              "epochs": checkpoint.get("epoch"), "hardware": f"CPU ({platform.processor() or platform.machine()}), "
-              f"{torch.get_num_threads()} threads", "recipe": recipe}
+              "epochs": checkpoint.get("epoch"), "hardware": hardware or default_hardware(), "recipe": recipe}
+    timer = checkpoint.get("callbacks", {}).get("Timer", {}).get("time_elapsed", {})
+    if timer.get("train"):
+        record["training_seconds"] = round(timer["train"] + timer.get("validate", 0.0), 1)
+        record["hours"] = round(record["training_seconds"] / 3600, 3)
+    data_hp = dict(checkpoint.get("datamodule_hyper_parameters") or {})
+    if data_hp:  # what the data module saved; config.yaml (LightningCLI runs) below is more complete
+        record["data"] = {"class_path": data_hp.pop("_class_path", None),
+                          "init_args": {k: v for k, v in data_hp.items() if not k.startswith("_")}}
     config = version / "config.yaml"
     if config.is_file():
         import yaml
@@ -62,7 +78,8 @@ def training_record(checkpoint_path: Path, checkpoint: dict, recipe: str | None)
     return record
 
 
-def export_denoiser(checkpoint_path, name: str, out=None, recipe: str | None = None, hours: float | None = None) -> Path:
+def export_denoiser(checkpoint_path, name: str, out=None, recipe: str | None = None, hours: float | None = None,
+                    hardware: str | None = None) -> Path:
     checkpoint_path = Path(checkpoint_path)
     entry = get_entry(name)
     checkpoint = _load_checkpoint(checkpoint_path)
@@ -71,14 +88,20 @@ def export_denoiser(checkpoint_path, name: str, out=None, recipe: str | None = N
     if missing:
         raise RuntimeError(f"{checkpoint_path} lacks weights for {name}: {missing[:5]}")
     folder = save_pretrained(model.eval(), out or entry.card_path, name=name)
-    record = training_record(checkpoint_path, checkpoint, recipe)
+    record = training_record(checkpoint_path, checkpoint, recipe, hardware)
     if hours is not None:
         record["hours"] = hours
+    metrics = checkpoint_path.parent.parent / "metrics.csv"
+    if metrics.is_file():
+        from .plots import training_figure
+
+        training_figure(metrics, folder / TRAINING_FIGURE, title=f"{name}: {record['global_step']} steps")
     write_json(folder / TRAINING_NAME, record)
     return folder
 
 
-def export_feature_loss_net(checkpoint_path, out=None, recipe: str | None = None, hours: float | None = None) -> Path:
+def export_feature_loss_net(checkpoint_path, out=None, recipe: str | None = None, hours: float | None = None,
+                            hardware: str | None = None) -> Path:
     """The loss network's own card: its weights and its held-out classification accuracy."""
     from .models.feature_loss import FeatureLossNet
 
@@ -96,7 +119,7 @@ def export_feature_loss_net(checkpoint_path, out=None, recipe: str | None = None
     write_json(folder / CONFIG_NAME, {"architecture": "FeatureLossNet", "init_args": init_args, "sample_rate": 16000,
                                       "weights_sha256": sha256_of(folder / WEIGHTS_NAME),
                                       "task_names": list(hp.get("task_names", []))})
-    record = training_record(checkpoint_path, checkpoint, recipe)
+    record = training_record(checkpoint_path, checkpoint, recipe, hardware)
     if hours is not None:
         record["hours"] = hours
     write_json(folder / TRAINING_NAME, record)
@@ -111,12 +134,18 @@ def main(argv=None) -> None:
     group.add_argument("--feature-loss-net", action="store_true")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--recipe", default=None)
-    parser.add_argument("--hours", type=float, default=None, help="wall-clock training hours, for the card")
+    parser.add_argument("--hours", type=float, default=None,
+                        help="wall-clock training hours, for the card (default: the checkpoint's Timer)")
+    parser.add_argument("--hardware", default=None, help="what it trained on, for the card (default: this machine)")
+    parser.add_argument("--note", default=None, help="a sentence for the card's training section")
     args = parser.parse_args(argv)
     if args.feature_loss_net:
-        folder = export_feature_loss_net(args.checkpoint, args.out, args.recipe, args.hours)
+        folder = export_feature_loss_net(args.checkpoint, args.out, args.recipe, args.hours, args.hardware)
     else:
-        folder = export_denoiser(args.checkpoint, args.model, args.out, args.recipe, args.hours)
+        folder = export_denoiser(args.checkpoint, args.model, args.out, args.recipe, args.hours, args.hardware)
+    if args.note:
+        record = json.loads((folder / TRAINING_NAME).read_text())
+        write_json(folder / TRAINING_NAME, {**record, "note": args.note})
     print(json.dumps({"folder": str(folder), "files": sorted(p.name for p in folder.iterdir())}))
 
 

@@ -1,4 +1,5 @@
-"""Figures a person would rather look at than read: spectrograms before and after."""
+"""Figures a person would rather look at than read: spectrograms before and after, score
+tranches, training curves."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -67,6 +68,35 @@ def tranche_figure(summary: dict, rows: list[dict], out) -> dict[str, Path]:
     fig.tight_layout()
     paths["tranches"] = _save(fig, out / "tranches.png")
     return paths
+
+
+def training_figure(metrics_csv, path, title: str = "") -> Path:
+    """Training loss (each logged step, and a running mean) and validation scores against the
+    step, from a Lightning ``CSVLogger`` metrics.csv."""
+    import csv
+
+    rows = list(csv.DictReader(Path(metrics_csv).open()))
+    train = [(int(r["step"]), float(r["train/loss"])) for r in rows if r.get("train/loss")]
+    val = {key: [(int(r["step"]), float(r[key])) for r in rows if r.get(key)] for key in ("val/loss", "val/si_sdr")}
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    if train:
+        steps, losses = zip(*train)
+        top.plot(steps, losses, color="0.75", lw=0.8, label="train loss (logged steps)")
+        window = max(1, len(losses) // 20)
+        running = [sum(losses[max(0, i - window + 1):i + 1]) / len(losses[max(0, i - window + 1):i + 1])
+                   for i in range(len(losses))]
+        top.plot(steps, running, color="C0", label=f"running mean of {window}")
+    if val["val/loss"]:
+        top.plot(*zip(*val["val/loss"]), "o-", color="C1", label="validation loss")
+    top.set_ylabel("loss")
+    top.legend(fontsize=8)
+    if val["val/si_sdr"]:
+        bottom.plot(*zip(*val["val/si_sdr"]), "o-", color="C2")
+    bottom.set_ylabel("validation SI-SDR (dB)")
+    bottom.set_xlabel("training step")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, Path(path))
 
 
 def _save(fig, path: Path) -> Path:

@@ -7,9 +7,46 @@ command line (``--trainer.max_epochs 5 --model.init_args.width 32``).
 from __future__ import annotations
 
 import lightning as L
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.cli import LightningCLI
 
 
+class StartFrom(Callback):
+    """Fine-tuning: start training from a published model's weights (a registered name, a card
+    folder or ``ORG/NAME`` on the Hub, resolved like ``zoo.load``).
+
+    In a recipe::
+
+        trainer:
+          callbacks:
+            - class_path: zoo.train.StartFrom
+              init_args: {model: feature-loss-can}
+
+    The weights are copied in Lightning's ``setup`` hook, before ``--ckpt_path`` is restored, so
+    resuming an interrupted fine-tuning run continues from its own checkpoint. The recipe's model
+    must be the same class with the same shapes as the published one.
+    """
+
+    def __init__(self, model: str, revision: str | None = None):
+        self.model, self.revision = model, revision
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if stage != "fit":
+            return
+        import zoo
+
+        source = zoo.load(self.model, revision=self.revision)
+        if type(source) is not type(pl_module):
+            raise ValueError(f"StartFrom({self.model!r}) is a {type(source).__name__} but the recipe trains a "
+                             f"{type(pl_module).__name__}: set the recipe's model class_path to match")
+        theirs, ours = source.state_dict(), pl_module.state_dict()
+        mismatched = [k for k in theirs if k in ours and theirs[k].shape != ours[k].shape]
+        if mismatched:
+            raise ValueError(f"StartFrom({self.model!r}): the recipe's model has other shapes ({mismatched[0]}: "
+                             f"{tuple(ours[mismatched[0]].shape)} here, {tuple(theirs[mismatched[0]].shape)} "
+                             "published); use the published init_args (zoo info NAME shows them)")
+        pl_module.load_state_dict(theirs)
+        print(f"starting from {self.model}: {source.zoo_source}")
 
 
 def run_lightning_cli(args: list[str]) -> LightningCLI:

@@ -62,7 +62,7 @@ class Chime4(FileExamplesDataModule):
 
     def __init__(self, root: str, kind: Literal["simu", "real"] = "simu", channels: tuple[int, ...] = (5,),
                  environments: tuple[str, ...] = ENVIRONMENTS, test_split: Literal["dt05", "et05"] = "et05",
-                 sample_rate: int = 16000, crop_seconds: float = 2.0, val_crop_seconds: float | None = None,
+                 sample_rate: int = 16000, crop_seconds: float | None = 2.0, val_crop_seconds: float | None = None,
                  batch_size: int = 8, test_batch_size: int = 1, num_workers: int = 0, seed: int = 0,
                  cache_dir: str | None = None):
         super().__init__()

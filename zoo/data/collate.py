@@ -336,9 +336,9 @@ class FileExamplesDataModule(L.LightningDataModule):
 
     @staticmethod
     def _check_loader_args(crop_seconds, val_crop_seconds, batch_size, test_batch_size, num_workers) -> None:
-        if not crop_seconds > 0 or (val_crop_seconds is not None and not val_crop_seconds > 0):
+        if any(s is not None and not s > 0 for s in (crop_seconds, val_crop_seconds)):
             raise ValueError(f"crop_seconds ({crop_seconds}) and val_crop_seconds ({val_crop_seconds}) must be "
-                             "positive (val_crop_seconds may be None: whole files)")
+                             "positive, or None for whole files")
         if batch_size < 1 or test_batch_size < 1 or num_workers < 0:
             raise ValueError(f"batch_size ({batch_size}) and test_batch_size ({test_batch_size}) must be at least 1, "
                              f"num_workers ({num_workers}) at least 0")

@@ -41,7 +41,8 @@ class VoiceBankDemand(FileExamplesDataModule):
             ``$ZOO_DATA`` (default ``../shared/data``).
         train_set: ``"28spk"`` or ``"56spk"``: which official training set fit uses.
         sample_rate: rate of every batch; other rates are resampled once into ``cache_dir``.
-        crop_seconds: length of the random training crops (shorter files are zero-padded).
+        crop_seconds: length of the random training crops (shorter files are zero-padded), or
+            None for whole files (the feature-loss paper's recipe, with ``batch_size=1``).
         val_speakers: training speakers held out for validation: a list of ids (``["p226",
             "p287"]``) or a number of speakers, chosen evenly spaced in sorted order (not by seed).
         val_crop_seconds: validation crop length (fixed crops, the same every epoch), or None for
@@ -54,7 +55,7 @@ class VoiceBankDemand(FileExamplesDataModule):
     """
 
     def __init__(self, root: str, train_set: Literal["28spk", "56spk"] = "28spk", sample_rate: int = 16000,
-                 crop_seconds: float = 2.0, val_speakers: list[str] | int = 2,
+                 crop_seconds: float | None = 2.0, val_speakers: list[str] | int = 2,
                  val_crop_seconds: float | None = None, batch_size: int = 8, test_batch_size: int = 1,
                  num_workers: int = 0, seed: int = 0, cache_dir: str | None = None):
         super().__init__()

@@ -22,7 +22,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .can import PAPER_DILATIONS, CANDenoiserBase
+from ..registry import register
+from .can import PAPER_DILATIONS, SHARED_DATA, CANDenoiserBase
 
 
 class FeatureLossNet(nn.Module):
@@ -165,15 +166,23 @@ class DeepFeatureLoss(nn.Module):
         self.weights_fixed.fill_(True)
 
 
+@register("feature-loss-can", card="hub_cards/feature-loss-can", hub_repo="zoo-denoise/feature-loss-can",
+          paper="speech-denoising-deep-feature-losses.txt (Germain, Chen & Koltun 2019), sec. II",
+          trained_on=SHARED_DATA,
+          summary="Context aggregation network (W=64, 14 dilated layers) trained with a deep feature loss from "
+                  "an audio classification network (Eq. 1, M=6 layers)")
 class FeatureLossCAN(CANDenoiserBase):
     """The CAN of sec. II-A trained with the deep feature loss of sec. II-B (Eq. 1)."""
 
     def __init__(self, width: int = 64, dilations: tuple[int, ...] = PAPER_DILATIONS, kernel_size: int = 3,
                  lr: float = 1e-4, sample_rate: int = 16000, loss_network: str = "feature-loss-net",
-                 loss_layers: int = 6, warmup_epochs: int = 10):
+                 loss_layers: int = 6, warmup_epochs: int = 10, wave_scale: float = 2.0**15):
         super().__init__()
         self.save_hyperparameters()
-        self._build(width, dilations, kernel_size, sample_rate)
+        # The loss network sees [-1, 1] samples as it was trained on; its batch-normalised
+        # features make the gradient reaching the CAN's integer-scaled layers the same as in the
+        # authors' code, where both networks saw integer samples.
+        self._build(width, dilations, kernel_size, sample_rate, wave_scale)
         self.feature_loss = DeepFeatureLoss(None, loss_layers, warmup_epochs)
 
     def setup(self, stage: str) -> None:

@@ -1,0 +1,58 @@
+"""`python -m zoo.export`: a real Lightning checkpoint becomes a card folder that zoo.load reads
+(safetensors only), with the training facts a card must state read from the run itself."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import torch
+
+import zoo
+from zoo.audio import read_audio
+from zoo.cards import training_section
+from zoo.data import Mixtures
+from zoo.models.can import ContextAggregationDenoiser
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_a_trained_checkpoint_exports_to_a_card_that_loads_and_enhances(tmp_path):
+    torch.manual_seed(0)
+    data = Mixtures(speech=["speech/ljspeech"], noise=["noise/noisex/white.flac"], val_speech=["speech/ljspeech"],
+                    val_noise=["noise/noisex/white.flac"], crop_seconds=0.25, batch_size=2, train_size=8,
+                    val_size=2, max_files=4)
+    model = ContextAggregationDenoiser(width=4, dilations=[1, 2, 1], lr=1e-3)
+    trainer = L.Trainer(max_epochs=2, max_time="00:00:10:00", default_root_dir=tmp_path,
+                        logger=L.pytorch.loggers.CSVLogger(tmp_path), enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0)
+    trainer.fit(model, data)
+    checkpoint = next((tmp_path / "lightning_logs" / "version_0" / "checkpoints").glob("*.ckpt"))
+
+    out = tmp_path / "card"
+    result = subprocess.run([sys.executable, "-m", "zoo.export", str(checkpoint), "--model", "can-l1", "--out",
+                             str(out), "--recipe", "recipes/can-l1/shared-data.yaml", "--note", "a test run"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "training.json", "training.png"]
+    assert (out / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    config = json.loads((out / "config.json").read_text())
+    assert config["init_args"]["width"] == 4 and config["init_args"]["dilations"] == [1, 2, 1]
+    record = json.loads((out / "training.json").read_text())
+    assert record["global_step"] == 8 and record["epochs"] == 1 and record["note"] == "a test run"
+    # from the checkpoint's Timer (training + validation), not typed in
+    assert 0 < record["training_seconds"] < 600 and record["hours"] == round(record["training_seconds"] / 3600, 3)
+    section = training_section(out)
+    assert "Steps: 8 (2 epochs)" in section and "](training.png)" in section and "recipes/can-l1/shared-data.yaml" in section
+    assert "speech: speech/ljspeech; noise: noise/noisex/white.flac" in section  # the data it saw
+
+    loaded = zoo.load(str(out))
+    assert type(loaded) is ContextAggregationDenoiser and not loaded.training
+    noisy, rate = read_audio(ROOT / "examples" / "p232_013_noisy.wav")
+    model.eval()
+    with torch.no_grad():
+        expected = model(noisy)
+    enhanced = loaded.enhance(noisy, rate)
+    assert torch.allclose(enhanced, expected, atol=1e-5)
