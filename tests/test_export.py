@@ -56,3 +56,13 @@ def test_a_trained_checkpoint_exports_to_a_card_that_loads_and_enhances(tmp_path
         expected = model(noisy)
     enhanced = loaded.enhance(noisy, rate)
     assert torch.allclose(enhanced, expected, atol=1e-5)
+
+
+def test_metrics_of_a_resumed_run_are_stitched_where_it_resumed(tmp_path):
+    from zoo.export import read_metrics
+
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    first.write_text("epoch,step,train/loss,val/si_sdr\n0,9,5.0,\n0,99,,1.0\n1,109,4.0,\n1,119,3.5,\n")
+    second.write_text("epoch,step,train/loss,val/si_sdr\n1,109,4.1,\n1,199,,2.0\n")  # resumed from step 100
+    rows = read_metrics([first, second, tmp_path / "missing.csv"])
+    assert [(r["step"], r["train/loss"]) for r in rows] == [("9", "5.0"), ("99", ""), ("109", "4.1"), ("199", "")]

@@ -113,3 +113,26 @@ def test_fine_tuning_on_my_noise_starts_from_the_published_weights(tmp_path):
     change = (checkpoint["state_dict"][weight] - published[weight]).abs().max()
     assert 0 < change < 1e-3  # one Adam step at lr 1e-4 away from the published weights
     assert torch.equal(checkpoint["state_dict"]["feature_loss.weights"], published["feature_loss.weights"])
+
+
+def test_compiling_the_training_path_keeps_checkpoints_loadable(tmp_path):
+    import torch
+
+    result = _run([
+        "fit", "--config", "recipes/can/debug.yaml", "--trainer.max_steps", "2",
+        "--trainer.default_root_dir", str(tmp_path), "--trainer.logger.init_args.save_dir", str(tmp_path),
+        "--model.init_args.width", "4", "--model.init_args.dilations", "[1, 2, 1]", "--data.init_args.train_size", "8",
+        "--trainer.callbacks+=zoo.train.CompileNetwork",
+    ], timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    checkpoint = next((tmp_path / "lightning_logs/version_0/checkpoints").glob("*.ckpt"))
+    keys = torch.load(checkpoint, weights_only=True)["state_dict"].keys()
+    assert "network.body.0.weight" in keys and not any("_orig_mod" in k for k in keys)
+
+    from zoo.models.can import ContextAggregationDenoiser
+    from zoo.train import CompileNetwork
+
+    model = ContextAggregationDenoiser(width=4, dilations=[1, 2, 1])
+    CompileNetwork().setup(None, model, "fit")
+    assert model.network.body._compiled_call_impl is not None  # compiled in place
+    assert model.network.output._compiled_call_impl is None

@@ -194,6 +194,12 @@ def test_bundled_cards_are_complete_and_agree_with_the_benchmark():
             for key, hub_type in hub_types.items():
                 assert index[dataset["dataset"]][hub_type] == pytest.approx(expected[key], abs=1e-4), (name, key)
         assert yaml.safe_load(card.content.split("---")[1])["model-index"][0]["name"] == name
+        if config["architecture"] != "WienerFilter":  # trained models say how they were trained
+            record = json.loads((folder / "training.json").read_text())
+            assert record["global_step"] > 0 and record["hours"] > 0 and record["data"], name
+            for line in ("- Data: ", "- Training time: ", "- Hardware: ", "](training.png)"):
+                assert line in card.text, (name, line)
+            assert (folder / "training.png").is_file()
 
 
 def test_registered_name_wins_over_a_folder_of_the_same_name(tmp_path, monkeypatch):

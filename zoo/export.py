@@ -43,7 +43,26 @@ def default_hardware() -> str:
     return f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads"
 
 
-def training_record(checkpoint_path: Path, checkpoint: dict, recipe: str | None, hardware: str | None = None) -> dict:
+def read_metrics(paths: list[Path]) -> list[dict]:
+    """Rows of Lightning ``metrics.csv`` files of one run, oldest first. A resumed run logs into a
+    new file that starts where its checkpoint was saved, so rows of an earlier file at or after
+    the next file's first step (work lost by the interruption) are dropped."""
+    chain = [list(csv.DictReader(Path(p).open())) for p in paths if Path(p).is_file()]
+    rows: list[dict] = []
+    for later in chain:
+        first = min((int(r["step"]) for r in later if r.get("step")), default=None)
+        if first is not None:
+            rows = [r for r in rows if int(r["step"]) < first]
+        rows += later
+    return rows
+
+
+def run_metrics(checkpoint_path: Path, earlier: list[Path] = ()) -> list[dict]:
+    return read_metrics([*earlier, checkpoint_path.parent.parent / "metrics.csv"])
+
+
+def training_record(checkpoint_path: Path, checkpoint: dict, recipe: str | None, hardware: str | None = None,
+                    rows: list[dict] | None = None) -> dict:
     """Steps and epochs from the checkpoint, training wall time from its Timer callback (present
     when the recipe sets ``max_time``; it survives resuming), the data from the run's config.yaml
     and the last validation scores from its metrics.csv."""
@@ -65,9 +84,8 @@ def training_record(checkpoint_path: Path, checkpoint: dict, recipe: str | None,
         loaded = yaml.safe_load(config.read_text())
         record["data"] = loaded.get("data")
         record["trainer"] = {k: loaded.get("trainer", {}).get(k) for k in ("max_time", "max_epochs", "accelerator")}
-    metrics = version / "metrics.csv"
-    if metrics.is_file():
-        rows = list(csv.DictReader(metrics.open()))
+    rows = run_metrics(checkpoint_path) if rows is None else rows
+    if rows:
         val = [r for r in rows if r.get("val/si_sdr")]
         if val:
             record["last_val_si_sdr_db"] = float(val[-1]["val/si_sdr"])
@@ -79,7 +97,7 @@ def training_record(checkpoint_path: Path, checkpoint: dict, recipe: str | None,
 
 
 def export_denoiser(checkpoint_path, name: str, out=None, recipe: str | None = None, hours: float | None = None,
-                    hardware: str | None = None) -> Path:
+                    hardware: str | None = None, earlier_metrics: list[Path] = ()) -> Path:
     checkpoint_path = Path(checkpoint_path)
     entry = get_entry(name)
     checkpoint = _load_checkpoint(checkpoint_path)
@@ -88,14 +106,14 @@ def export_denoiser(checkpoint_path, name: str, out=None, recipe: str | None = N
     if missing:
         raise RuntimeError(f"{checkpoint_path} lacks weights for {name}: {missing[:5]}")
     folder = save_pretrained(model.eval(), out or entry.card_path, name=name)
-    record = training_record(checkpoint_path, checkpoint, recipe, hardware)
+    rows = run_metrics(checkpoint_path, [Path(p) for p in earlier_metrics])
+    record = training_record(checkpoint_path, checkpoint, recipe, hardware, rows)
     if hours is not None:
         record["hours"] = hours
-    metrics = checkpoint_path.parent.parent / "metrics.csv"
-    if metrics.is_file():
+    if rows:
         from .plots import training_figure
 
-        training_figure(metrics, folder / TRAINING_FIGURE, title=f"{name}: {record['global_step']} steps")
+        training_figure(rows, folder / TRAINING_FIGURE, title=f"{name}: {record['global_step']} steps")
     write_json(folder / TRAINING_NAME, record)
     return folder
 
@@ -138,11 +156,14 @@ def main(argv=None) -> None:
                         help="wall-clock training hours, for the card (default: the checkpoint's Timer)")
     parser.add_argument("--hardware", default=None, help="what it trained on, for the card (default: this machine)")
     parser.add_argument("--note", default=None, help="a sentence for the card's training section")
+    parser.add_argument("--earlier-metrics", nargs="*", type=Path, default=[],
+                        help="metrics.csv files of the sessions this run resumed from, oldest first")
     args = parser.parse_args(argv)
     if args.feature_loss_net:
         folder = export_feature_loss_net(args.checkpoint, args.out, args.recipe, args.hours, args.hardware)
     else:
-        folder = export_denoiser(args.checkpoint, args.model, args.out, args.recipe, args.hours, args.hardware)
+        folder = export_denoiser(args.checkpoint, args.model, args.out, args.recipe, args.hours, args.hardware,
+                                 args.earlier_metrics)
     if args.note:
         record = json.loads((folder / TRAINING_NAME).read_text())
         write_json(folder / TRAINING_NAME, {**record, "note": args.note})

@@ -70,12 +70,9 @@ def tranche_figure(summary: dict, rows: list[dict], out) -> dict[str, Path]:
     return paths
 
 
-def training_figure(metrics_csv, path, title: str = "") -> Path:
+def training_figure(rows: list[dict], path, title: str = "") -> Path:
     """Training loss (each logged step, and a running mean) and validation scores against the
-    step, from a Lightning ``CSVLogger`` metrics.csv."""
-    import csv
-
-    rows = list(csv.DictReader(Path(metrics_csv).open()))
+    step, from the rows of Lightning ``CSVLogger`` metrics files (``zoo.export.read_metrics``)."""
     train = [(int(r["step"]), float(r["train/loss"])) for r in rows if r.get("train/loss")]
     val = {key: [(int(r["step"]), float(r[key])) for r in rows if r.get(key)] for key in ("val/loss", "val/si_sdr")}
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)

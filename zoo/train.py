@@ -49,6 +49,25 @@ class StartFrom(Callback):
         print(f"starting from {self.model}: {source.zoo_source}")
 
 
+class CompileNetwork(Callback):
+    """``torch.compile`` a submodule in place for training (``module.compile()``: the state-dict
+    keys and checkpoints stay as they are, so exports and resuming are unaffected).
+
+    The default, ``network.body``, is the CAN's training path; inference folds the normalisation
+    into the convolutions and runs a different, uncompiled function. Measured on the 2-core CPU:
+    a W=64 training step on 4 x 1 s takes 0.72x the eager time after about a minute of compiling.
+    """
+
+    def __init__(self, module: str = "network.body"):
+        self.module = module
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if stage == "fit":
+            import operator
+
+            operator.attrgetter(self.module)(pl_module).compile()
+
+
 def run_lightning_cli(args: list[str]) -> LightningCLI:
     import sys
 

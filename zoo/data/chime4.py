@@ -26,9 +26,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from ..audio import check_sample_rate
-from .collate import DataLayoutError, Example, FileExamplesDataModule, build_examples, default_cache_dir, splits_for
-from .files import resolve_data_path
+from .collate import DataLayoutError, Example, FileExamplesDataModule, build_examples, splits_for
 
 ENVIRONMENTS = ("bus", "caf", "ped", "str")
 MICROPHONES = range(1, 7)  # CH1..CH6 on the tablet; CH0 (close-talk, real data only) is no far-field channel
@@ -78,11 +76,8 @@ class Chime4(FileExamplesDataModule):
         if unknown or not environments:
             raise ValueError(f"environments must be a non-empty subset of {list(ENVIRONMENTS)}, "
                              f"got {list(environments)}")
-        check_sample_rate(sample_rate)
-        self._check_loader_args(crop_seconds, val_crop_seconds, batch_size, test_batch_size, num_workers)
         self.save_hyperparameters()
-        self.root = resolve_data_path(root)
-        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+        self._init_files()
 
     # ---- Lightning hooks ------------------------------------------------------------------
     def prepare_data(self) -> None:

@@ -34,7 +34,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from ..audio import AudioError, atomic_output, open_audio, resample
+from ..audio import AudioError, atomic_output, check_sample_rate, open_audio, resample
+from .files import resolve_data_path
 
 #: A reference (clean speech; the noisy recording when there is no clean one) whose RMS level
 #: is below this is treated as silent and its example skipped: an empty or failed recording.
@@ -283,15 +284,17 @@ class ExampleDataset(Dataset):
 
 
 class EpochShuffle(Sampler[int]):
-    """A new order each epoch, reproducible from ``seed``; yields ``epoch * n + index``.
+    """Yields ``epoch * n + index`` for every index, in a new order each epoch reproducible from
+    ``seed`` (``shuffle=False``: in order, for datasets whose items are random draws already).
 
     Lightning calls ``set_epoch`` at the start of every epoch; without it (plain loops) each new
     iteration moves on to the next epoch by itself. Because the epoch travels with the index,
-    random crops do not depend on the number of worker processes or which one reads them.
+    random crops and mixtures do not depend on the number of worker processes or which one
+    reads them.
     """
 
-    def __init__(self, size: int, seed: int = 0):
-        self.size, self.seed, self.epoch = size, seed, 0
+    def __init__(self, size: int, seed: int = 0, shuffle: bool = True):
+        self.size, self.seed, self.shuffle, self.epoch = size, seed, shuffle, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -301,7 +304,7 @@ class EpochShuffle(Sampler[int]):
 
     def __iter__(self):
         epoch, self.epoch = self.epoch, self.epoch + 1
-        order = np.random.default_rng([self.seed, epoch]).permutation(self.size)
+        order = np.random.default_rng([self.seed, epoch]).permutation(self.size) if self.shuffle else np.arange(self.size)
         return iter((epoch * self.size + order).tolist())
 
 
@@ -333,6 +336,16 @@ class FileExamplesDataModule(L.LightningDataModule):
     def __init__(self):
         super().__init__()
         self.examples: dict[str, list[Example]] = {}
+
+    def _init_files(self) -> None:
+        """The end of every subclass's ``__init__``, after ``save_hyperparameters()``: check the
+        arguments all file-backed modules share and resolve ``root`` and ``cache_dir``."""
+        hp = self.hparams
+        check_sample_rate(hp.sample_rate)
+        self._check_loader_args(hp.crop_seconds, hp.val_crop_seconds, hp.batch_size, hp.test_batch_size,
+                                hp.num_workers)
+        self.root = resolve_data_path(hp.root)
+        self.cache_dir = Path(hp.cache_dir).expanduser() if hp.cache_dir else default_cache_dir()
 
     @staticmethod
     def _check_loader_args(crop_seconds, val_crop_seconds, batch_size, test_batch_size, num_workers) -> None:

@@ -28,7 +28,7 @@ Items are ``{"noisy", "clean", "noise": float32 [T], "snr_db": float32 []}``; ``
 noise`` to float precision.
 
 Reproducibility: validation item i is the same mixture every time (seed, index). A training
-item depends on (seed, epoch, index) only: the train loader's sampler (:class:`EpochSampler`)
+item depends on (seed, epoch, index) only: the train loader's sampler (:class:`zoo.data.collate.EpochShuffle`)
 hands each index to the workers with its epoch, so epochs differ from each other but the whole
 run is the same for a given seed, whatever ``num_workers`` or the global torch seed.
 
@@ -48,9 +48,10 @@ import lightning as L
 import numpy as np
 import soundfile as sf
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from ..audio import AudioFileError, open_audio, resample
+from .collate import EpochShuffle
 from .files import audio_files, resolve_data_path
 from .noises import (BABBLE_SPEECH, BABBLE_TALKERS, GENERATED_NOISES, GENERATED_PREFIX, active_level, babble_noise,
                      brown_noise, level_normalised, magnitude_sum, pink_noise, speech_shaped_noise, white_noise)
@@ -290,7 +291,7 @@ class MixtureDataset(Dataset):
     ``speech``: audio files (paths or :class:`AudioFile`); ``noise``: audio files and/or
     ``"generated:NAME"`` entries, each equally likely. ``fixed=True`` (validation): item i is the
     same mixture every time. Otherwise keys are ``epoch * length + index`` (what
-    :class:`EpochSampler` yields; a plain index is epoch 0). ``gain_db=None`` keeps the speech
+    :class:`zoo.data.collate.EpochShuffle` yields; a plain index is epoch 0). ``gain_db=None`` keeps the speech
     at its recorded level. ``babble``: the speech files of ``generated:babble``.
     """
 
@@ -383,25 +384,6 @@ def mix(clean: np.ndarray, level: float, noise: np.ndarray, snr_db: float, gain_
             "noise": torch.from_numpy(noise.astype(np.float32)), "snr_db": torch.tensor(snr_db, dtype=torch.float32)}
 
 
-class EpochSampler(Sampler[int]):
-    """Yields ``epoch * size + i`` for i in 0 .. size - 1: the epoch travels with the index, so a
-    training item depends on (seed, epoch, index), never on worker processes. Lightning calls
-    ``set_epoch`` at the start of every epoch; without it each new iteration is the next epoch."""
-
-    def __init__(self, size: int):
-        self.size, self.epoch = size, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __iter__(self):
-        epoch, self.epoch = self.epoch, self.epoch + 1
-        return iter(range(epoch * self.size, (epoch + 1) * self.size))
-
-
 # ---------------------------------------------------------------------------------------------
 # DataModules
 
@@ -454,7 +436,7 @@ class MixingDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         workers = self.hparams.num_workers
-        return DataLoader(self.train_set, batch_size=self.hparams.batch_size, sampler=EpochSampler(len(self.train_set)),
+        return DataLoader(self.train_set, batch_size=self.hparams.batch_size, sampler=EpochShuffle(len(self.train_set), shuffle=False),
                           num_workers=workers, persistent_workers=workers > 0)
 
     def val_dataloader(self) -> DataLoader:
@@ -535,6 +517,6 @@ class Mixtures(MixingDataModule):
         return lists
 
 
-__all__ = ["AudioFile", "EpochSampler", "GeneratedNoises", "MixingDataModule", "MixtureDataset", "Mixtures",
+__all__ = ["AudioFile", "GeneratedNoises", "MixingDataModule", "MixtureDataset", "Mixtures",
            "REFERENCE_LEVEL_DBFS", "SILENT_BELOW_DBFS", "active_level", "catalogue", "find_audio", "mix",
            "read_crop", "read_looped", "resolve_data_path", "split_generated"]

@@ -19,9 +19,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from ..audio import check_sample_rate
-from .collate import DataLayoutError, Example, FileExamplesDataModule, build_examples, default_cache_dir, splits_for
-from .files import resolve_data_path
+from .collate import DataLayoutError, Example, FileExamplesDataModule, build_examples, splits_for
 from .pairs import VOICEBANK_SPLITS
 
 #: (noisy folder, clean folder) of each part of the official layout
@@ -61,11 +59,8 @@ class VoiceBankDemand(FileExamplesDataModule):
         super().__init__()
         if train_set not in ("28spk", "56spk"):
             raise ValueError(f"train_set must be '28spk' or '56spk', not {train_set!r}")
-        check_sample_rate(sample_rate)
-        self._check_loader_args(crop_seconds, val_crop_seconds, batch_size, test_batch_size, num_workers)
         self.save_hyperparameters()
-        self.root = resolve_data_path(root)
-        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+        self._init_files()
 
     # ---- Lightning hooks ------------------------------------------------------------------
     def prepare_data(self) -> None:
