@@ -65,24 +65,37 @@ def test_demo_writes_audio_figure_and_scores(tmp_path):
     assert "model wiener:" in result.stderr  # says where the model came from
 
 
-def test_the_flagship_is_the_default_once_its_weights_exist(tmp_path, monkeypatch):
+def test_the_flagship_is_the_default_once_it_has_weights_that_beat_the_baseline(monkeypatch):
     import zoo
     from zoo import cli
     from zoo.registry import get_entry
 
     assert "feature-loss-can" in zoo.list_models()
     assert (get_entry("feature-loss-can").card_path / "model.safetensors").is_file()
-    assert cli.default_model() == "feature-loss-can"
+    report = json.loads((ROOT / "benchmarks/results/quality.json").read_text())
+    means = next(d for d in report["datasets"] if d["dataset_type"] == "voicebank-demand")["means"]
+    assert cli.card_score("feature-loss-can") == round(means["feature-loss-can"]["pesq_wb"], 4)
+    expected = "feature-loss-can" if means["feature-loss-can"]["pesq_wb"] >= means["wiener"]["pesq_wb"] else "wiener"
+    assert cli.default_model()[0] == expected  # what the published cards say today
+    scores = {"feature-loss-can": 2.5, "wiener": 1.97}
+    monkeypatch.setattr(cli, "card_score", lambda name, *a, **k: scores[name])
+    assert cli.default_model()[0] == "feature-loss-can"
+    scores["feature-loss-can"] = 1.5
+    name, why = cli.default_model()
+    assert name == "wiener" and "below wiener's (1.97)" in why and "--model feature-loss-can" in why
     # A checkout without the CAN's weights (e.g. a fresh fork that has not trained yet) falls back.
     monkeypatch.setattr(cli, "FLAGSHIP_MODEL", "no-such-model")
-    assert cli.default_model() == "wiener"
+    assert cli.default_model() == ("wiener", "no-such-model has no weights here")
 
 
-def test_denoise_without_a_model_uses_the_flagship(tmp_path):
+def test_denoise_without_a_model_says_which_it_used(tmp_path):
+    from zoo import cli
+
     result = _run(["denoise", str(ROOT / "examples/p232_013_noisy.wav"), "-o", str(tmp_path / "out.wav")],
                   timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "model feature-loss-can:" in result.stderr
+    name, why = cli.default_model()
+    assert f"no --model given: using {name} ({why})" in result.stderr and f"model {name}:" in result.stderr
     assert sf.info(str(tmp_path / "out.wav")).frames == sf.info(str(ROOT / "examples/p232_013_noisy.wav")).frames
 
 
@@ -136,3 +149,16 @@ def test_compiling_the_training_path_keeps_checkpoints_loadable(tmp_path):
     CompileNetwork().setup(None, model, "fit")
     assert model.network.body._compiled_call_impl is not None  # compiled in place
     assert model.network.output._compiled_call_impl is None
+
+
+def test_starting_from_a_model_of_another_kind_says_what_to_change():
+    import pytest
+
+    from zoo.models.can import ContextAggregationDenoiser
+    from zoo.train import StartFrom
+
+    with pytest.raises(ValueError, match="WienerFilter but the recipe trains a ContextAggregationDenoiser"):
+        StartFrom("wiener").setup(None, ContextAggregationDenoiser(width=4, dilations=[1, 1]), "fit")
+    StartFrom("wiener").setup(None, ContextAggregationDenoiser(width=4, dilations=[1, 1]), "validate")  # fit only
+    with pytest.raises(ValueError, match="other shapes .* use the published init_args"):
+        StartFrom("can-l1").setup(None, ContextAggregationDenoiser(width=4), "fit")

@@ -11,21 +11,51 @@ from tqdm.auto import tqdm
 
 FLAGSHIP_MODEL = "feature-loss-can"
 FALLBACK_MODEL = "wiener"
-MODEL_HELP = f"registered name, card folder or ORG/NAME (default: {FLAGSHIP_MODEL}, or {FALLBACK_MODEL} where its weights are missing)"
+MODEL_HELP = (f"registered name, card folder or ORG/NAME (default: {FLAGSHIP_MODEL}; {FALLBACK_MODEL} while "
+              f"{FLAGSHIP_MODEL}'s weights are missing or score below it on VoiceBank-DEMAND)")
 EXAMPLE_NOISY = "examples/p232_013_noisy.wav"
 EXAMPLE_CLEAN = "examples/p232_013_clean.wav"
 
 
-def default_model() -> str:
-    """The flagship when it is registered with weights in its card folder, else the Wiener
-    filter (a checkout whose CAN weights were never trained still has a working default)."""
+def card_score(name: str, dataset_type: str = "voicebank-demand", metric: str = "pesq") -> float | None:
+    """A registered model's published score (its bundled card's ``model-index``), or None."""
+    from huggingface_hub import ModelCard
+
+    from .hub import CARD_NAME
+    from .registry import get_entry
+
+    path = get_entry(name).card_path / CARD_NAME
+    if not path.is_file():
+        return None
+    for result in ModelCard.load(path).data.eval_results or []:
+        if result.dataset_type == dataset_type and result.metric_type == metric:
+            return float(result.metric_value)
+    return None
+
+
+def default_model() -> tuple[str, str]:
+    """(name, why): the flagship once it is registered with weights and its published PESQ-wb on
+    the VoiceBank-DEMAND subset is not below the Wiener filter's; the Wiener filter otherwise, so
+    that a command without ``--model`` never makes audio worse than the classical baseline
+    (early CPU-trained weights can)."""
     import zoo
     from .hub import WEIGHTS_NAME
     from .registry import get_entry
 
-    if FLAGSHIP_MODEL in zoo.list_models() and (get_entry(FLAGSHIP_MODEL).card_path / WEIGHTS_NAME).is_file():
-        return FLAGSHIP_MODEL
-    return FALLBACK_MODEL
+    if FLAGSHIP_MODEL not in zoo.list_models() or not (get_entry(FLAGSHIP_MODEL).card_path / WEIGHTS_NAME).is_file():
+        return FALLBACK_MODEL, f"{FLAGSHIP_MODEL} has no weights here"
+    flagship, fallback = card_score(FLAGSHIP_MODEL), card_score(FALLBACK_MODEL)
+    if flagship is not None and fallback is not None and flagship < fallback:
+        return FALLBACK_MODEL, (f"{FLAGSHIP_MODEL}'s published PESQ-wb on VoiceBank-DEMAND ({flagship:.2f}) is below "
+                                f"{FALLBACK_MODEL}'s ({fallback:.2f}); ask for it with --model {FLAGSHIP_MODEL}")
+    return FLAGSHIP_MODEL, "the flagship"
+
+
+def _model_or_default(args) -> str:
+    if args.model is None:
+        args.model, why = default_model()
+        print(f"no --model given: using {args.model} ({why})", file=sys.stderr)
+    return args.model
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,7 +181,7 @@ def cmd_denoise(args) -> int:
     from .data.files import AUDIO_SUFFIXES
 
     jobs, problems = _plan_denoise(args.inputs, args.output, AUDIO_SUFFIXES, args.allow_output_inside_input)
-    args.model = args.model or default_model()
+    _model_or_default(args)
     model = _load(args.model, args.revision, args.device)
     done = skipped = failed = 0
     for src, dst in tqdm(jobs, unit="file", desc="denoise", disable=len(jobs) < 2):
@@ -272,7 +302,7 @@ def cmd_demo(args) -> int:
 
     noisy_path = args.noisy or PROJECT_ROOT / EXAMPLE_NOISY
     clean_path = args.clean or (PROJECT_ROOT / EXAMPLE_CLEAN if args.noisy is None else None)
-    args.model = args.model or default_model()
+    _model_or_default(args)
     model = _load(args.model)
     noisy, rate = read_audio(noisy_path)
     enhanced = model.enhance(noisy, rate)
