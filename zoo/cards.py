@@ -27,13 +27,15 @@ METRICS = {
 
 
 def card_results(report: dict, name: str) -> list[dict]:
-    """The blocks of a benchmark report (``benchmarks/results/quality.json``) a card shows:
-    the model's own scores and the unprocessed input's, for every data set it was scored on."""
+    """The blocks of a benchmark report (``benchmarks/results/quality.json``) a card shows, for
+    every data set the model was scored on: its own scores first, then every other system of the
+    same run (the unprocessed input, the baselines, the peers), so that a card reader sees the
+    comparison that the numbers only mean something in. Only the model's own go to model-index."""
     blocks = []
     for data in report["datasets"]:
         if name not in data["means"]:
             continue
-        for system in ("noisy", name):
+        for system in [name, *(s for s in data["means"] if s != name)]:
             blocks.append({**{k: data[k] for k in ("dataset", "dataset_type", "split")}, "system": system,
                            "scores": data["means"][system]})
     return blocks
@@ -86,6 +88,10 @@ def training_section(folder) -> str:
     return "\n## Training\n\n" + "\n".join(lines) + figure + "\n"
 
 
+def _bold(text: str, bold: bool) -> str:
+    return f"**{text}**" if bold else text
+
+
 def render_card(entry: ModelEntry, folder, results: list[dict], extra: str = "") -> str:
     folder = Path(folder)
     config = read_config(folder)
@@ -100,7 +106,8 @@ def render_card(entry: ModelEntry, folder, results: list[dict], extra: str = "")
         eval_results=eval_results([b for b in results if b["system"] == entry.name]) or None,
     )
     rows = "\n".join(
-        f"| {b['dataset']} | {b['system']} | " + " | ".join(f"{b['scores'][k]:.3f}" for k in METRICS) + " |"
+        f"| {b['dataset']} | {_bold(b['system'], b['system'] == entry.name)} | "
+        + " | ".join(_bold(f"{b['scores'][k]:.3f}", b["system"] == entry.name) for k in METRICS) + " |"
         for b in results)
     header = " | ".join(title for _, title in METRICS.values())
     body = f"""
@@ -130,7 +137,8 @@ zoo denoise noisy/ -o enhanced/ --model {entry.name}
 ## Scores
 
 Measured by `benchmarks/quality.py` through `zoo eval` (PESQ wide band with `pesq`, STOI with
-`pystoi`, SI-SDR, SNR, and the composite measures of Hu & Loizou 2008).
+`pystoi`, SI-SDR, SNR, and the composite measures of Hu & Loizou 2008). Every system of that
+one run on the same files, this model in bold; `model-index` holds only this model's scores.
 
 | data | system | {header} |
 |---|---|{"---|" * len(METRICS)}

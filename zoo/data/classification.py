@@ -82,6 +82,10 @@ class AudioClassificationTasks(L.LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
 
+    #: what FeatureLossNetModule must be built with (it checks before training)
+    task_classes = list(TASK_CLASSES)
+    multi_label = [False, True]
+
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
         train_noise, val_noise = [], []

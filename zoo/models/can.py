@@ -31,7 +31,8 @@ from ..registry import register
 
 PAPER = "speech-denoising-deep-feature-losses.txt (Germain, Chen & Koltun 2019), sec. II-A, Table II"
 SHARED_DATA = ("real speech (LibriSpeech train-clean-100, LJSpeech) mixed on the fly with real noise (Speech "
-               "Commands, NOISEX) at -5..20 dB; validation on held-out speakers and noise types")
+               "Commands, NOISEX) and babble of reserved speakers at -5..20 dB SNR and -35..-15 dBFS; validation "
+               "on held-out speakers and noise types")
 
 PAPER_DILATIONS = tuple(2**k for k in range(13)) + (1,)
 
@@ -125,11 +126,11 @@ class CANDenoiserBase(DenoiserModule):
 
 
 @register("can-l2", card="hub_cards/can-l2", hub_repo="zoo-denoise/can-l2", paper=PAPER, trained_on=SHARED_DATA,
-          summary="Context aggregation network (W=64, 14 dilated layers, 1 s receptive field) trained with "
-                  "the L2 waveform loss, the feature-loss paper's L2 baseline")
+          summary="Context aggregation network (14 dilated layers, 1 s receptive field; published at W=32) "
+                  "trained with the L2 waveform loss, the feature-loss paper's L2 baseline")
 @register("can-l1", card="hub_cards/can-l1", hub_repo="zoo-denoise/can-l1", paper=PAPER, trained_on=SHARED_DATA,
-          summary="Context aggregation network (W=64, 14 dilated layers, 1 s receptive field) trained with "
-                  "the L1 waveform loss, the feature-loss paper's L1 baseline")
+          summary="Context aggregation network (14 dilated layers, 1 s receptive field; published at W=32) "
+                  "trained with the L1 waveform loss, the feature-loss paper's L1 baseline")
 class ContextAggregationDenoiser(CANDenoiserBase):
     """The CAN trained with an L1 or L2 waveform loss (the paper's Table II baselines)."""
 

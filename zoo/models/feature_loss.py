@@ -76,6 +76,19 @@ class FeatureLossNetModule(L.LightningModule):
         self.save_hyperparameters()
         self.net = FeatureLossNet(task_classes=tuple(task_classes))
 
+    def setup(self, stage: str) -> None:
+        """Refuse, before any step, data whose tasks are not the ones the heads were built for."""
+        data = self._trainer.datamodule if self._trainer is not None else None
+        wanted = getattr(data, "task_classes", None)
+        if wanted is None:
+            return
+        ours = (list(self.hparams.task_classes), list(self.hparams.multi_label))
+        theirs = (list(wanted), list(getattr(data, "multi_label", ours[1])))
+        if ours != theirs:
+            raise ValueError(f"the data has tasks with {theirs[0]} classes (multi_label {theirs[1]}) but the model "
+                             f"was built for {ours[0]} ({ours[1]}): set --model.init_args.task_classes "
+                             f"'{theirs[0]}' --model.init_args.multi_label '[{', '.join(str(m).lower() for m in theirs[1])}]'")
+
     def _losses(self, batch):
         logits = self.net(batch["wave"])
         total, stats = 0.0, {}
@@ -169,7 +182,8 @@ class DeepFeatureLoss(nn.Module):
 @register("feature-loss-can", card="hub_cards/feature-loss-can", hub_repo="zoo-denoise/feature-loss-can",
           paper="speech-denoising-deep-feature-losses.txt (Germain, Chen & Koltun 2019), sec. II",
           trained_on=SHARED_DATA,
-          summary="Context aggregation network (W=64, 14 dilated layers) trained with a deep feature loss from "
+          summary="Context aggregation network (14 dilated layers, 1 s receptive field; published at W=32) trained "
+                  "with a deep feature loss from "
                   "an audio classification network (Eq. 1, M=6 layers)")
 class FeatureLossCAN(CANDenoiserBase):
     """The CAN of sec. II-A trained with the deep feature loss of sec. II-B (Eq. 1)."""

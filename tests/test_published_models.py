@@ -1,0 +1,82 @@
+"""The published CANs (hub_cards/): they load from their bundled card with nothing unpickled,
+enhance real VoiceBank-DEMAND speech through the one waveform path, and are what their cards and
+training records say they are."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import zoo
+from zoo.metrics import pesq_wb, si_sdr
+from zoo.registry import get_entry
+
+from .conftest import EXAMPLE_RATE
+
+TRAINED_CANS = ["feature-loss-can", "can-l1", "can-l2"]
+
+# Measured on examples/p232_013 (a VoiceBank-DEMAND test pair, never trained on): noisy input
+# PESQ-wb 1.413 and SI-SDR 8.0 dB. Every published CAN must clearly improve both; the floors sit
+# below what the bundled weights score (written in the card of each) so that they test "this
+# model denoises", not the last digit of one training run.
+NOISY_PESQ, NOISY_SI_SDR = 1.413, 8.0
+MIN_PESQ_GAIN, MIN_SI_SDR_GAIN = 0.25, 3.0
+
+
+@pytest.fixture(scope="module", params=TRAINED_CANS)
+def published(request, monkeypatch_module):
+    monkeypatch_module.setenv("HF_HUB_OFFLINE", "1")  # the bundled copy, as CI sees it
+    return request.param, zoo.load(request.param)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def test_published_weights_load_in_eval_mode_with_their_card_config(published):
+    name, model = published
+    config = json.loads((get_entry(name).card_path / "config.json").read_text())
+    assert not model.training and model.sample_rate == EXAMPLE_RATE
+    assert model.hparams.width == config["init_args"]["width"]
+    assert model.network.receptive_field == 2**14 + 1  # the paper's dilations, whatever the width
+    assert model.zoo_source.startswith("bundled")
+
+
+def test_published_weights_denoise_real_speech(published, noisy_speech, clean_speech):
+    name, model = published
+    enhanced = model.enhance(noisy_speech, EXAMPLE_RATE)
+    assert enhanced.shape == noisy_speech.shape and enhanced.dtype == noisy_speech.dtype
+    clean, out = torch.from_numpy(clean_speech), torch.from_numpy(enhanced)
+    assert pesq_wb(out, clean, EXAMPLE_RATE) > NOISY_PESQ + MIN_PESQ_GAIN, name
+    assert si_sdr(out, clean) > NOISY_SI_SDR + MIN_SI_SDR_GAIN, name
+
+
+def test_noisy_reference_figures_of_the_example_pair(noisy_speech, clean_speech):
+    noisy, clean = torch.from_numpy(noisy_speech), torch.from_numpy(clean_speech)
+    assert pesq_wb(noisy, clean, EXAMPLE_RATE) == pytest.approx(NOISY_PESQ, abs=0.01)
+    assert si_sdr(noisy, clean) == pytest.approx(NOISY_SI_SDR, abs=0.1)
+
+
+def test_published_feature_loss_can_carries_its_switched_layer_weights():
+    """Eq. 1's lambda_m: 1 during warm-up, then fixed to inverse relative layer losses; the
+    published weights hold the fixed values, so fine-tuning keeps the run's weighting."""
+    state = load_file(str(get_entry("feature-loss-can").card_path / "model.safetensors"))
+    assert bool(state["feature_loss.weights_fixed"])
+    weights = state["feature_loss.weights"]
+    assert weights.shape == (6,) and not torch.allclose(weights, torch.ones(6))
+    # inverse relative losses: their reciprocals average to one
+    assert (1 / weights).mean().item() == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("name", TRAINED_CANS)
+def test_training_records_state_what_the_card_says(name):
+    folder = get_entry(name).card_path
+    record = json.loads((folder / "training.json").read_text())
+    card = (folder / "README.md").read_text()
+    assert record["recipe"] == f"recipes/{name}/shared-data.yaml"
+    assert f"Training time: {record['hours']:.2f} h" in card and f"Steps: {record['global_step']}" in card
+    assert record["global_step"] >= 1000 and record["hardware"] in card
