@@ -1,10 +1,14 @@
 """Real-time factor and peak memory of every model beside the DeepFilterNet3 peer, in one run.
 
-    python benchmarks/speed.py [--threads 2] [--seconds 30] [--device cpu] [--update]
+    python benchmarks/speed.py [--threads 2] [--seconds 30] [--update]
+    python benchmarks/speed.py --device cuda --dtype bfloat16 --batch 32   # on a GPU
 
 All systems enhance the same real speech (VoiceBank-DEMAND subset files joined to ``--seconds``)
 through the same ``model.enhance`` path users call, in this process, with the same thread
-count; the real-time factor (processing time / audio duration, median of ``--repeats``) is
+count. ``--batch N`` enhances N copies at once as the channels of one input (the path runs
+channels as one batch), ``--dtype bfloat16`` under ``torch.autocast``; the real-time factor then
+counts all N signals. The DeepFilterNet3 peer always runs on the CPU (its C runtime), one signal
+at a time; the real-time factor (processing time / audio duration, median of ``--repeats``) is
 reported beside its ratio to DeepFilterNet3's, measured in the same run, because absolute times
 depend on the machine and its load. Peak memory is measured in a fresh subprocess per system
 (resident-set high-water mark minus the resident set after loading) on 60 s of audio.
@@ -44,14 +48,25 @@ def speech(seconds: float) -> torch.Tensor:
     return torch.cat(pieces, dim=-1)[..., : int(seconds * 16000)]
 
 
-def real_time_factor(model, wave: torch.Tensor, repeats: int) -> float:
-    model.enhance(wave[..., :16000], 16000)  # warm-up: allocations, kernels, library loading
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model.enhance(wave, 16000)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) / (wave.shape[-1] / 16000)
+def real_time_factor(model, wave: torch.Tensor, repeats: int, batch: int = 1, device: str = "cpu",
+                     dtype: str = "float32") -> float:
+    """Median seconds of processing per second of audio, over ``batch`` signals enhanced at once."""
+    import contextlib
+
+    waves = wave.reshape(1, -1).expand(batch, -1).contiguous() if batch > 1 else wave
+    autocast = (torch.autocast(device_type=device, dtype=getattr(torch, dtype)) if dtype != "float32"
+                else contextlib.nullcontext())
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    with autocast:
+        model.enhance(waves[..., :16000], 16000)  # warm-up: allocations, kernels, library loading
+        sync()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model.enhance(waves, 16000)
+            sync()
+            times.append(time.perf_counter() - start)
+    return statistics.median(times) / (batch * wave.shape[-1] / 16000)
 
 
 _MEMORY = """
@@ -81,8 +96,8 @@ def markdown(report: dict) -> str:
     lines = [f"| system | real-time factor | seconds of audio per second | x {REFERENCE}'s time | "
              "peak memory beyond the model (MB, 60 s input) |", "|---|---|---|---|---|"]
     for name, row in report["systems"].items():
-        lines.append(f"| {name} | {row['rtf']:.4f} | {1 / row['rtf']:.0f} | {row['rtf_ratio']:.2f} | "
-                     f"{row['peak_mb']:.0f} |")
+        peak = "-" if row.get("peak_mb") is None else f"{row['peak_mb']:.0f}"
+        lines.append(f"| {name} | {row['rtf']:.2g} | {1 / row['rtf']:.0f} | {row['rtf_ratio']:.2f} | {peak} |")
     return "\n".join(lines)
 
 
@@ -92,6 +107,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (the zoo's models; the peer stays on the CPU)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--batch", type=int, default=1, help="signals enhanced at once (as channels)")
     parser.add_argument("--update", action="store_true", help="write the README speed table")
     args = parser.parse_args()
 
@@ -104,26 +122,45 @@ def main() -> None:
     systems = {}
     for name in names:
         model = load_system(name)
-        systems[name] = {"rtf": real_time_factor(model, wave, args.repeats), "peak_mb": peak_memory_mb(name, args.threads)}
-        print(f"{name}: RTF {systems[name]['rtf']:.4f}, peak {systems[name]['peak_mb']:.0f} MB", file=sys.stderr)
+        on_device = name != REFERENCE and isinstance(model, torch.nn.Module)
+        if on_device:
+            model.to(args.device)
+        setting = (args.batch, args.device, args.dtype) if on_device else (1, "cpu", "float32")
+        systems[name] = {"rtf": real_time_factor(model, wave, args.repeats, *setting),
+                         "batch": setting[0], "device": setting[1], "dtype": setting[2],
+                         "peak_mb": peak_memory_mb(name, args.threads) if setting[1] == "cpu" else None}
+        print(f"{name}: RTF {systems[name]['rtf']:.2e} on {setting[1]}", file=sys.stderr)
     for row in systems.values():
         row["rtf_ratio"] = row["rtf"] / systems[REFERENCE]["rtf"]
-    report = {"device": "cpu", "threads": args.threads, "seconds": args.seconds, "repeats": args.repeats,
-              "torch": torch.__version__, "systems": systems}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    report = {"device": args.device, "dtype": args.dtype, "batch": args.batch, "threads": args.threads,
+              "seconds": args.seconds, "repeats": args.repeats, "torch": torch.__version__, "systems": systems}
+    results = RESULTS if args.device == "cpu" else RESULTS.with_name(f"speed-{args.device}.json")
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(report)
     print(table)
     if args.update:
-        readme = ROOT / "README.md"
-        block = (f"<!-- speed-table: written by benchmarks/speed.py --update -->\nCPU, {args.threads} threads, "
-                 f"{args.seconds:.0f} s of 16 kHz speech, median of {args.repeats}:\n\n{table}\n<!-- /speed-table -->")
-        text, count = re.subn(r"<!-- speed-table.*?<!-- /speed-table -->", lambda _: block, readme.read_text(),
-                              flags=re.S)
-        if not count:
-            sys.exit("README.md has no <!-- speed-table --> block")
-        readme.write_text(text)
+        update_readme(report, table)
 
+
+def update_readme(report: dict, table: str) -> None:
+    """One README block per device (``speed-table`` for the CPU, ``speed-table-cuda`` ...); a
+    device's first run adds its block after the CPU one."""
+    readme = ROOT / "README.md"
+    tag = "speed-table" if report["device"] == "cpu" else f"speed-table-{report['device']}"
+    setting = (f"{report['device'].upper()}, {report['dtype']}, batches of {report['batch']}"
+               if report["device"] != "cpu" else "CPU")
+    block = (f"<!-- {tag}: written by benchmarks/speed.py --update -->\n{setting}, {report['threads']} threads, "
+             f"{report['seconds']:.0f} s of 16 kHz speech, median of {report['repeats']}:\n\n{table}\n<!-- /{tag} -->")
+    text = readme.read_text()
+    pattern = rf"<!-- {tag}:.*?<!-- /{tag} -->"
+    if re.search(pattern, text, flags=re.S):
+        text = re.sub(pattern, lambda _: block, text, flags=re.S)
+    elif "<!-- /speed-table -->" in text:
+        text = text.replace("<!-- /speed-table -->", "<!-- /speed-table -->\n\n" + block, 1)
+    else:
+        sys.exit("README.md has no <!-- speed-table --> block")
+    readme.write_text(text)
 
 if __name__ == "__main__":
     main()
