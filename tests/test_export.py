@@ -66,3 +66,36 @@ def test_metrics_of_a_resumed_run_are_stitched_where_it_resumed(tmp_path):
     second.write_text("epoch,step,train/loss,val/si_sdr\n1,109,4.1,\n1,199,,2.0\n")  # resumed from step 100
     rows = read_metrics([first, second, tmp_path / "missing.csv"])
     assert [(r["step"], r["train/loss"]) for r in rows] == [("9", "5.0"), ("99", ""), ("109", "4.1"), ("199", "")]
+
+
+def test_kept_training_state_resumes_where_it_stopped(tmp_path):
+    """--keep-state copies what a later session needs (checkpoint, config, stitched logs), and a
+    run resumed from it continues at the kept step with the same data settings."""
+    result = subprocess.run([
+        sys.executable, "-m", "zoo.cli", "fit", "--config", "recipes/can/debug.yaml", "--trainer.max_steps", "3",
+        "--trainer.default_root_dir", str(tmp_path), "--trainer.logger.init_args.save_dir", str(tmp_path),
+        "--model.init_args.width", "4", "--data.init_args.train_size", "12"], cwd=ROOT, capture_output=True,
+        text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    checkpoint = next((tmp_path / "lightning_logs/version_0/checkpoints").glob("*.ckpt"))
+    kept = tmp_path / "training" / "can-l1"
+    result = subprocess.run([sys.executable, "-m", "zoo.export", str(checkpoint), "--model", "can-l1", "--out",
+                             str(tmp_path / "card"), "--keep-state", str(kept)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in kept.iterdir()) == ["config.yaml", "last.ckpt", "metrics.csv"]
+    assert torch.load(kept / "last.ckpt", weights_only=True)["global_step"] == 3
+    result = subprocess.run([
+        sys.executable, "-m", "zoo.cli", "fit", "--config", str(kept / "config.yaml"), "--ckpt_path",
+        str(kept / "last.ckpt"), "--trainer.max_steps", "6", "--trainer.max_epochs", "10", "--trainer.default_root_dir", str(tmp_path / "later"),
+        "--trainer.logger.init_args.save_dir", str(tmp_path / "later")], cwd=ROOT, capture_output=True, text=True,
+        timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    resumed = next((tmp_path / "later/lightning_logs/version_0/checkpoints").glob("*.ckpt"))
+    assert torch.load(resumed, weights_only=True)["global_step"] == 6
+    from zoo.export import read_metrics
+
+    steps = [int(r["step"]) for r in read_metrics([kept / "metrics.csv", resumed.parent.parent / "metrics.csv"])
+             if r.get("train/loss")]
+    # three steps from the first session, then three from the resumed one, after them
+    assert len(steps) == 6 and steps[:3] == [0, 1, 2] and steps == sorted(steps) and steps[3] >= 3

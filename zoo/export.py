@@ -118,6 +118,28 @@ def export_denoiser(checkpoint_path, name: str, out=None, recipe: str | None = N
     return folder
 
 
+def save_training_state(checkpoint_path, folder, earlier_metrics: list[Path] = ()) -> Path:
+    """Copy what resuming a run needs into ``folder`` (committed, e.g. ``training/NAME``): the
+    checkpoint as ``last.ckpt``, the run's resolved ``config.yaml`` and one ``metrics.csv`` with
+    the logs of this run and the runs it resumed from, stitched where each resumed."""
+    import shutil
+
+    checkpoint_path, folder = Path(checkpoint_path), Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    version = checkpoint_path.parent.parent
+    with atomic_output(folder / "last.ckpt") as temporary:
+        shutil.copyfile(checkpoint_path, temporary)
+    if (version / "config.yaml").is_file():
+        shutil.copyfile(version / "config.yaml", folder / "config.yaml")
+    rows = run_metrics(checkpoint_path, [Path(p) for p in earlier_metrics])
+    fields = list(dict.fromkeys(key for row in rows for key in row))
+    with atomic_output(folder / "metrics.csv") as temporary, open(temporary, "w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return folder
+
+
 def export_feature_loss_net(checkpoint_path, out=None, recipe: str | None = None, hours: float | None = None,
                             hardware: str | None = None) -> Path:
     """The loss network's own card: its weights and its held-out classification accuracy."""
@@ -158,12 +180,16 @@ def main(argv=None) -> None:
     parser.add_argument("--note", default=None, help="a sentence for the card's training section")
     parser.add_argument("--earlier-metrics", nargs="*", type=Path, default=[],
                         help="metrics.csv files of the sessions this run resumed from, oldest first")
+    parser.add_argument("--keep-state", type=Path, default=None, metavar="FOLDER",
+                        help="also copy checkpoint, config and stitched logs there, to resume later (training/NAME)")
     args = parser.parse_args(argv)
     if args.feature_loss_net:
         folder = export_feature_loss_net(args.checkpoint, args.out, args.recipe, args.hours, args.hardware)
     else:
         folder = export_denoiser(args.checkpoint, args.model, args.out, args.recipe, args.hours, args.hardware,
                                  args.earlier_metrics)
+    if args.keep_state:
+        save_training_state(args.checkpoint, args.keep_state, args.earlier_metrics)
     if args.note:
         record = json.loads((folder / TRAINING_NAME).read_text())
         write_json(folder / TRAINING_NAME, {**record, "note": args.note})

@@ -30,9 +30,8 @@ from ..module import DenoiserModule
 from ..registry import register
 
 PAPER = "speech-denoising-deep-feature-losses.txt (Germain, Chen & Koltun 2019), sec. II-A, Table II"
-SHARED_DATA = ("real speech (LibriSpeech train-clean-100, LJSpeech) mixed on the fly with real noise (Speech "
-               "Commands, NOISEX) and babble of reserved speakers at -5..20 dB SNR and -35..-15 dBFS; validation "
-               "on held-out speakers and noise types")
+SHARED_DATA = ("LibriSpeech + LJSpeech x Speech Commands + NOISEX noise and babble, mixed at -5..20 dB "
+               "(../shared/data; held-out speakers and noises validate)")
 
 PAPER_DILATIONS = tuple(2**k for k in range(13)) + (1,)
 
