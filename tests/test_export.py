@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import lightning as L
+import pytest
 import torch
 
 import zoo
@@ -84,6 +85,18 @@ def test_kept_training_state_resumes_where_it_stopped(tmp_path):
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert sorted(p.name for p in kept.iterdir()) == ["config.yaml", "last.ckpt", "metrics.csv"]
+    # the card's curve has the line to beat: the unprocessed validation input's SI-SDR
+    import yaml
+
+    from zoo.metrics import si_sdr
+
+    data = yaml.safe_load((kept / "config.yaml").read_text())["data"]["init_args"]
+    module = Mixtures(**data)
+    module.setup("fit")
+    inputs = [si_sdr(b["noisy"][i], b["clean"][i]) for b in module.val_dataloader() for i in range(len(b["noisy"]))]
+    record = json.loads((tmp_path / "card" / "training.json").read_text())
+    assert record["val_input_si_sdr_db"] == pytest.approx(sum(inputs) / len(inputs), abs=1e-2)
+    assert f"(unprocessed input: {record['val_input_si_sdr_db']:.2f} dB)" in training_section(tmp_path / "card")
     assert torch.load(kept / "last.ckpt", weights_only=True)["global_step"] == 3
     result = subprocess.run([
         sys.executable, "-m", "zoo.cli", "fit", "--config", str(kept / "config.yaml"), "--ckpt_path",

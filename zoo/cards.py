@@ -81,7 +81,10 @@ def training_section(folder) -> str:
              f"- Training time: {record['hours']:.2f} h" if "hours" in record else "- Training time: not recorded",
              f"- Hardware: {record.get('hardware', 'not recorded')}"]
     if "last_val_si_sdr_db" in record:
-        lines.append(f"- Last validation SI-SDR (held-out speakers and noises): {record['last_val_si_sdr_db']:.2f} dB")
+        reference = (f" (unprocessed input: {record['val_input_si_sdr_db']:.2f} dB)"
+                     if "val_input_si_sdr_db" in record else "")
+        lines.append(f"- Last validation SI-SDR (held-out speakers and noises): {record['last_val_si_sdr_db']:.2f} dB"
+                     + reference)
     if record.get("note"):
         lines.append(f"- Note: {record['note']}")
     figure = "\n\n![training loss and validation SI-SDR](training.png)" if (path.parent / "training.png").is_file() else ""

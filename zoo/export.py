@@ -96,6 +96,25 @@ def training_record(checkpoint_path: Path, checkpoint: dict, recipe: str | None,
     return record
 
 
+def validation_input_si_sdr(data: dict | None) -> float | None:
+    """Mean SI-SDR of the unprocessed validation input of a run's data module (its config.yaml
+    ``data`` block), the figure a model's validation SI-SDR has to beat; None if not rebuildable."""
+    import importlib
+
+    from .module import _si_sdr
+
+    if not data or not data.get("class_path"):
+        return None
+    module_name, _, class_name = data["class_path"].rpartition(".")
+    try:
+        datamodule = getattr(importlib.import_module(module_name), class_name)(**(data.get("init_args") or {}))
+        datamodule.setup("fit")
+        scores = [_si_sdr(batch["noisy"], batch["clean"]) for batch in datamodule.val_dataloader()]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, ImportError):
+        return None  # data not here (another machine's paths): the figure goes without the line
+    return float(torch.cat(scores).mean()) if scores else None
+
+
 def export_denoiser(checkpoint_path, name: str, out=None, recipe: str | None = None, hours: float | None = None,
                     hardware: str | None = None, earlier_metrics: list[Path] = ()) -> Path:
     checkpoint_path = Path(checkpoint_path)
@@ -110,10 +129,14 @@ def export_denoiser(checkpoint_path, name: str, out=None, recipe: str | None = N
     record = training_record(checkpoint_path, checkpoint, recipe, hardware, rows)
     if hours is not None:
         record["hours"] = hours
+    reference = validation_input_si_sdr(record.get("data"))
+    if reference is not None:
+        record["val_input_si_sdr_db"] = round(reference, 3)
     if rows:
         from .plots import training_figure
 
-        training_figure(rows, folder / TRAINING_FIGURE, title=f"{name}: {record['global_step']} steps")
+        training_figure(rows, folder / TRAINING_FIGURE, title=f"{name}: {record['global_step']} steps",
+                        input_si_sdr=reference)
     write_json(folder / TRAINING_NAME, record)
     return folder
 

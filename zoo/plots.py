@@ -70,9 +70,10 @@ def tranche_figure(summary: dict, rows: list[dict], out) -> dict[str, Path]:
     return paths
 
 
-def training_figure(rows: list[dict], path, title: str = "") -> Path:
+def training_figure(rows: list[dict], path, title: str = "", input_si_sdr: float | None = None) -> Path:
     """Training loss (each logged step, and a running mean) and validation scores against the
-    step, from the rows of Lightning ``CSVLogger`` metrics files (``zoo.export.read_metrics``)."""
+    step, from the rows of Lightning ``CSVLogger`` metrics files (``zoo.export.read_metrics``).
+    ``input_si_sdr``: the unprocessed validation input's SI-SDR, drawn as the line to beat."""
     train = [(int(r["step"]), float(r["train/loss"])) for r in rows if r.get("train/loss")]
     val = {key: [(int(r["step"]), float(r[key])) for r in rows if r.get(key)] for key in ("val/loss", "val/si_sdr")}
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
@@ -88,7 +89,10 @@ def training_figure(rows: list[dict], path, title: str = "") -> Path:
     top.set_ylabel("loss")
     top.legend(fontsize=8)
     if val["val/si_sdr"]:
-        bottom.plot(*zip(*val["val/si_sdr"]), "o-", color="C2")
+        bottom.plot(*zip(*val["val/si_sdr"]), "o-", color="C2", label="model")
+    if input_si_sdr is not None:
+        bottom.axhline(input_si_sdr, color="0.4", ls="--", lw=1, label=f"unprocessed input ({input_si_sdr:.1f} dB)")
+        bottom.legend(fontsize=8)
     bottom.set_ylabel("validation SI-SDR (dB)")
     bottom.set_xlabel("training step")
     if title:
