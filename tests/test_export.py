@@ -112,3 +112,13 @@ def test_kept_training_state_resumes_where_it_stopped(tmp_path):
              if r.get("train/loss")]
     # three steps from the first session, then three from the resumed one, after them
     assert len(steps) == 6 and steps[:3] == [0, 1, 2] and steps == sorted(steps) and steps[3] >= 3
+
+    # the next session keeps its state in the same folder, naming the kept logs as the earlier ones:
+    # they are read before the folder is rewritten, so no step is lost
+    result = subprocess.run([sys.executable, "-m", "zoo.export", str(resumed), "--model", "can-l1", "--out",
+                             str(tmp_path / "card"), "--earlier-metrics", str(kept / "metrics.csv"), "--keep-state",
+                             str(kept)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert torch.load(kept / "last.ckpt", weights_only=True)["global_step"] == 6
+    assert [int(r["step"]) for r in read_metrics([kept / "metrics.csv"]) if r.get("train/loss")] == steps
+    assert json.loads((tmp_path / "card" / "training.json").read_text())["global_step"] == 6
