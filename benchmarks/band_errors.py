@@ -23,9 +23,18 @@ sys.path.insert(0, str(ROOT))
 
 from zoo.audio import read_audio  # noqa: E402
 from zoo.data.files import DATA_ROOT  # noqa: E402
+from zoo.data.pairs import paired_files  # noqa: E402
 
 EDGES_HZ = (0, 250, 500, 1000, 2000, 3000, 4000, 6000, 8000)
 RESULTS = ROOT / "benchmarks" / "results" / "band_errors.json"
+RATE = 16000  # the subset's rate; _mono refuses anything else
+
+
+def _mono(path) -> np.ndarray:
+    wave, rate = read_audio(path)
+    if rate != RATE:
+        raise SystemExit(f"{path}: {rate} Hz, expected {RATE} Hz (the VoiceBank-DEMAND subset's rate)")
+    return wave.numpy().reshape(-1)
 
 
 def band_energies(wave: np.ndarray, rate: int) -> np.ndarray:
@@ -42,19 +51,17 @@ def main() -> None:
 
     import zoo
 
-    noisy_files = sorted((DATA_ROOT / "voicebank-demand-subset" / "noisy_testset_wav").glob("*.wav"))[:: args.every]
-    pairs = [(read_audio(p)[0].numpy().reshape(-1), read_audio(p.parent.parent / "clean_testset_wav" / p.name)[0].numpy().reshape(-1))
-             for p in noisy_files]
-    rate = 16000
-    clean_energy = sum(band_energies(clean, rate) for _, clean in pairs)
-    report = {"bands_hz": list(EDGES_HZ), "files": [p.name for p in noisy_files], "systems": {}}
+    files = paired_files(f"voicebank-demand:{DATA_ROOT / 'voicebank-demand-subset'}")[:: args.every]
+    pairs = [(_mono(f.noisy), _mono(f.clean)) for f in files]
+    clean_energy = sum(band_energies(clean, RATE) for _, clean in pairs)
+    report = {"bands_hz": list(EDGES_HZ), "files": [f.name for f in files], "systems": {}}
     outputs = {"noisy": [noisy for noisy, _ in pairs]}
     for name in args.models:
         model = zoo.load(name)
-        outputs[name] = [model.enhance(noisy, rate) for noisy, _ in pairs]
+        outputs[name] = [model.enhance(noisy, RATE) for noisy, _ in pairs]
     for name, waves in outputs.items():
-        out = sum(band_energies(w, rate) for w in waves)
-        err = sum(band_energies(w - clean, rate) for w, (_, clean) in zip(waves, pairs))
+        out = sum(band_energies(w, RATE) for w in waves)
+        err = sum(band_energies(w - clean, RATE) for w, (_, clean) in zip(waves, pairs))
         report["systems"][name] = {"output_db": np.round(10 * np.log10(out / clean_energy), 2).tolist(),
                                    "error_db": np.round(10 * np.log10(err / clean_energy), 2).tolist()}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -98,9 +98,10 @@ def test_kept_training_state_resumes_where_it_stopped(tmp_path):
     assert record["val_input_si_sdr_db"] == pytest.approx(sum(inputs) / len(inputs), abs=1e-2)
     assert f"(unprocessed input: {record['val_input_si_sdr_db']:.2f} dB)" in training_section(tmp_path / "card")
     assert torch.load(kept / "last.ckpt", weights_only=True)["global_step"] == 3
+    assert yaml.safe_load((kept / "config.yaml").read_text())["ckpt_path"] == str(kept / "last.ckpt")
     result = subprocess.run([
-        sys.executable, "-m", "zoo.cli", "fit", "--config", str(kept / "config.yaml"), "--ckpt_path",
-        str(kept / "last.ckpt"), "--trainer.max_steps", "6", "--trainer.max_epochs", "10", "--trainer.default_root_dir", str(tmp_path / "later"),
+        sys.executable, "-m", "zoo.cli", "fit", "--config", str(kept / "config.yaml"),  # it names the kept last.ckpt
+        "--trainer.max_steps", "6", "--trainer.max_epochs", "10", "--trainer.default_root_dir", str(tmp_path / "later"),
         "--trainer.logger.init_args.save_dir", str(tmp_path / "later")], cwd=ROOT, capture_output=True, text=True,
         timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]

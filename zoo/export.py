@@ -14,6 +14,7 @@ import csv
 import inspect
 import json
 import platform
+import re
 from pathlib import Path
 
 import torch
@@ -153,7 +154,15 @@ def save_training_state(checkpoint_path, folder, earlier_metrics: list[Path] = (
     with atomic_output(folder / "last.ckpt") as temporary:
         shutil.copyfile(checkpoint_path, temporary)
     if (version / "config.yaml").is_file():
-        shutil.copyfile(version / "config.yaml", folder / "config.yaml")
+        # The run's config names the checkpoint it resumed from (a path under runs/, which is not
+        # kept); point it at the kept one so `zoo fit --config folder/config.yaml` resumes. A line
+        # edit, not a YAML round trip: PyYAML reads an unquoted max_time like 00:12:00:00 as a
+        # base-60 integer.
+        config, found = re.subn(r"^ckpt_path:.*$", f"ckpt_path: {folder / 'last.ckpt'}",
+                                (version / "config.yaml").read_text(), flags=re.M)
+        if not found:
+            config = f"{config.rstrip()}\nckpt_path: {folder / 'last.ckpt'}\n"
+        (folder / "config.yaml").write_text(config)
     rows = run_metrics(checkpoint_path, [Path(p) for p in earlier_metrics])
     fields = list(dict.fromkeys(key for row in rows for key in row))
     with atomic_output(folder / "metrics.csv") as temporary, open(temporary, "w", newline="") as out:
