@@ -162,3 +162,61 @@ def test_starting_from_a_model_of_another_kind_says_what_to_change():
     StartFrom("wiener").setup(None, ContextAggregationDenoiser(width=4, dilations=[1, 1]), "validate")  # fit only
     with pytest.raises(ValueError, match="other shapes .* use the published init_args"):
         StartFrom("can-l1").setup(None, ContextAggregationDenoiser(width=4), "fit")
+
+
+def test_learning_rate_decay_is_a_function_of_the_step():
+    import pytest
+
+    from zoo.train import LearningRateDecay
+
+    decay = LearningRateDecay(start_step=100, end_step=300, final_lr=1e-4)
+    assert decay.rate(0, 5e-4) == decay.rate(100, 5e-4) == 5e-4
+    assert decay.rate(200, 5e-4) == pytest.approx((5e-4 * 1e-4) ** 0.5)  # geometric: halfway is the mean
+    assert decay.rate(300, 5e-4) == pytest.approx(1e-4) and decay.rate(10_000, 5e-4) == pytest.approx(1e-4)
+    with pytest.raises(ValueError, match="start_step < end_step"):
+        LearningRateDecay(start_step=300, end_step=300, final_lr=1e-4)
+    with pytest.raises(ValueError, match="positive final_lr"):
+        LearningRateDecay(start_step=0, end_step=10, final_lr=0)
+
+
+def test_learning_rate_decay_added_to_a_resumed_run_follows_the_step(tmp_path):
+    """The multi-session CPU case: a run saved without a schedule is resumed with one. Adam's
+    restored state carries the old rate; the callback must override it from the first resumed step."""
+    import torch
+
+    common = ["--trainer.default_root_dir", str(tmp_path), "--trainer.logger.init_args.save_dir", str(tmp_path),
+              "--model.init_args.width", "4", "--model.init_args.dilations", "[1, 2, 1]",
+              "--data.init_args.train_size", "16"]  # lr 1e-3 from the recipe; 4 steps an epoch
+    first = _run(["fit", "--config", "recipes/can/debug.yaml", *common], timeout=300)  # one epoch
+    assert first.returncode == 0, first.stderr[-3000:]
+    saved = tmp_path / "lightning_logs/version_0/checkpoints/epoch=0-step=4.ckpt"
+    assert torch.load(saved, weights_only=False)["optimizer_states"][0]["param_groups"][0]["lr"] == 1e-3
+
+    resumed = _run(["fit", "--config", "recipes/can/debug.yaml", "--trainer.max_epochs", "2",
+                    "--ckpt_path", str(saved), *common,
+                    "--trainer.callbacks+=zoo.train.LearningRateDecay", "--trainer.callbacks.start_step", "2",
+                    "--trainer.callbacks.end_step", "6", "--trainer.callbacks.final_lr", "1e-5"], timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    rows = list(csv.DictReader((tmp_path / "lightning_logs/version_1/metrics.csv").open()))
+    rates = {int(r["step"]): float(r["lr"]) for r in rows if r.get("lr")}
+    # 1e-3 * (1e-5 / 1e-3) ** ((step - 2) / 4), held at 1e-5 from step 6: halfway down at the first resumed step
+    expected = {4: 1e-4, 5: 1e-3 * 1e-2 ** 0.75, 6: 1e-5, 7: 1e-5}
+    assert sorted(rates) == sorted(expected)
+    for step, lr in rates.items():
+        assert abs(lr - expected[step]) < 1e-6 * expected[step]  # logged as float32
+    last_path = tmp_path / "lightning_logs/version_1/checkpoints/epoch=1-step=8.ckpt"
+    last = torch.load(last_path, weights_only=False)
+    assert last["optimizer_states"][0]["param_groups"][0]["lr"] == 1e-5
+
+    # the card says how the rate went, from the run's own config and logs
+    from zoo.cards import training_section
+
+    card = tmp_path / "card"
+    exported = subprocess.run([sys.executable, "-m", "zoo.export", str(last_path), "--model", "can-l1", "--out",
+                               str(card)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    rate = json.loads((card / "training.json").read_text())["learning_rate"]
+    assert rate["initial"] == 1e-3 and rate["decay"] == {"start_step": 2, "end_step": 6, "final_lr": 1e-5}
+    assert abs(rate["last"] - 1e-5) < 1e-11
+    assert ("Learning rate (Adam): 0.001, decayed geometrically to 1e-05 from step 2 to 6 "
+            "(`zoo.train.LearningRateDecay`); 1e-05 at the last step") in training_section(card)

@@ -80,6 +80,13 @@ def training_section(folder) -> str:
              f"- Steps: {record.get('global_step')} ({record.get('epochs', 0) + 1} epochs)",
              f"- Training time: {record['hours']:.2f} h" if "hours" in record else "- Training time: not recorded",
              f"- Hardware: {record.get('hardware', 'not recorded')}"]
+    rate = record.get("learning_rate")
+    if rate:
+        decay = rate.get("decay")
+        lines.append(f"- Learning rate (Adam): {rate['initial']:g}" + (
+            f", decayed geometrically to {decay['final_lr']:g} from step {decay['start_step']} to "
+            f"{decay['end_step']} (`zoo.train.LearningRateDecay`)" if decay else "") + (
+            f"; {rate['last']:.3g} at the last step" if "last" in rate else ""))
     if "last_val_si_sdr_db" in record:
         reference = (f" (unprocessed input: {record['val_input_si_sdr_db']:.2f} dB)"
                      if "val_input_si_sdr_db" in record else "")

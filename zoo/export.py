@@ -85,15 +85,32 @@ def training_record(checkpoint_path: Path, checkpoint: dict, recipe: str | None,
         loaded = yaml.safe_load(config.read_text())
         record["data"] = loaded.get("data")
         record["trainer"] = {k: loaded.get("trainer", {}).get(k) for k in ("max_time", "max_epochs", "accelerator")}
+        record["learning_rate"] = learning_rate_record(loaded)
     rows = run_metrics(checkpoint_path) if rows is None else rows
     if rows:
         val = [r for r in rows if r.get("val/si_sdr")]
         if val:
             record["last_val_si_sdr_db"] = float(val[-1]["val/si_sdr"])
+        rates = [float(r["lr"]) for r in rows if r.get("lr")]
+        if rates and record.get("learning_rate"):
+            record["learning_rate"]["last"] = rates[-1]
         for key in ("val/task0_accuracy", "val/task1_accuracy"):
             values = [float(r[key]) for r in rows if r.get(key)]
             if values:
                 record[key.replace("/", "_")] = values[-1]
+    return record
+
+
+def learning_rate_record(config: dict) -> dict | None:
+    """The optimizer's configured rate and any ``zoo.train.LearningRateDecay`` of a run, from its
+    resolved config.yaml (the card states them: the paper trains at a constant 1e-4)."""
+    initial = ((config.get("model") or {}).get("init_args") or {}).get("lr")
+    if initial is None:
+        return None
+    record = {"initial": initial}
+    for callback in (config.get("trainer") or {}).get("callbacks") or []:
+        if isinstance(callback, dict) and str(callback.get("class_path", "")).endswith("LearningRateDecay"):
+            record["decay"] = dict(callback.get("init_args") or {})
     return record
 
 

@@ -94,6 +94,12 @@ def training_figure(rows: list[dict], path, title: str = "", input_si_sdr: float
         bottom.axhline(input_si_sdr, color="0.4", ls="--", lw=1, label=f"unprocessed input ({input_si_sdr:.1f} dB)")
         bottom.legend(fontsize=8)
     bottom.set_ylabel("validation SI-SDR (dB)")
+    rates = [(int(r["step"]), float(r["lr"])) for r in rows if r.get("lr")]
+    if rates:  # logged by zoo.train.LearningRateDecay (from the step it was added, in a resumed run)
+        rate_axis = bottom.twinx()
+        rate_axis.plot(*zip(*rates), color="C3", lw=1, label="learning rate")
+        rate_axis.set_yscale("log")
+        rate_axis.set_ylabel("learning rate", color="C3")
     bottom.set_xlabel("training step")
     if title:
         fig.suptitle(title)
