@@ -1,12 +1,18 @@
 """Where in frequency a model's output differs from the clean speech, beside the noisy input's.
 
     python benchmarks/band_errors.py [--models can-l1 feature-loss-can ...] [--every 10]
+        [--mixtures recipes/feature-loss-can/shared-data.yaml] [--noise-tilt-db -6 0]
 
 On every ``--every``-th pair of the VoiceBank-DEMAND subset, through ``model.enhance``: the
 energy of the output and of the error (output - clean) in octave-like bands, in dB relative to
 the clean speech's energy in the same band, summed over the files. An error far below 0 dB is
 noise removed without harming speech; an output far below 0 dB is speech removed. This is the
 diagnosis behind "SI-SDR up, PESQ not yet" of the early CAN weights (README, Models).
+
+Beside it, the band SNR (clean speech energy over noise energy in each band, median over files)
+of all the subset's pairs and of the training mixtures of a recipe's data block (``--mixtures``,
+its first ``--mixture-count`` training items; with ``--noise-tilt-db``, also with that tilt):
+what a model trained on those mixtures has learnt to expect in each band.
 Writes ``benchmarks/results/band_errors.json``.
 """
 from __future__ import annotations
@@ -43,10 +49,41 @@ def band_energies(wave: np.ndarray, rate: int) -> np.ndarray:
     return np.array([power[(freqs >= lo) & (freqs < hi)].sum() for lo, hi in zip(EDGES_HZ[:-1], EDGES_HZ[1:])])
 
 
+def median_band_snr(pairs) -> list[float]:
+    """Median over (speech, noise) pairs of 10 log10(speech energy / noise energy) in each band."""
+    snr = [10 * np.log10(band_energies(speech, RATE) / np.maximum(band_energies(noise, RATE), 1e-20))
+           for speech, noise in pairs]
+    return np.round(np.median(np.array(snr), axis=0), 1).tolist()
+
+
+def training_mixtures(config: Path, count: int, noise_tilt_db=None):
+    """(clean, noise) of the first ``count`` training items of the data block of a recipe or a
+    resolved config.yaml, with ``noise_tilt_db`` if given."""
+    import importlib
+
+    import yaml
+
+    data = yaml.safe_load(config.read_text())["data"]
+    args = {**data.get("init_args", {}), "train_size": count}
+    if noise_tilt_db is not None:
+        args["noise_tilt_db"] = list(noise_tilt_db)
+    module_name, _, class_name = data["class_path"].rpartition(".")
+    module = getattr(importlib.import_module(module_name), class_name)(**args)
+    module.setup("fit")
+    for i in range(count):
+        item = module.train_set[i]
+        yield item["clean"].numpy().astype(np.float64), item["noise"].numpy().astype(np.float64)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="*", default=["feature-loss-can", "can-l1", "can-l2", "wiener"])
     parser.add_argument("--every", type=int, default=10, help="use every N-th pair of the subset")
+    parser.add_argument("--mixtures", type=Path, default=ROOT / "recipes/feature-loss-can/shared-data.yaml",
+                        help="a recipe or config.yaml whose training mixtures' band SNR to measure")
+    parser.add_argument("--mixture-count", type=int, default=200)
+    parser.add_argument("--noise-tilt-db", type=float, nargs=2, metavar=("LO", "HI"),
+                        help="also measure the mixtures with this noise_tilt_db")
     args = parser.parse_args()
 
     import zoo
@@ -64,6 +101,17 @@ def main() -> None:
         err = sum(band_energies(w - clean, RATE) for w, (_, clean) in zip(waves, pairs))
         report["systems"][name] = {"output_db": np.round(10 * np.log10(out / clean_energy), 2).tolist(),
                                    "error_db": np.round(10 * np.log10(err / clean_energy), 2).tolist()}
+    everything = paired_files(f"voicebank-demand:{DATA_ROOT / 'voicebank-demand-subset'}")
+    subset = [(clean, noisy - clean) for noisy, clean in ((_mono(f.noisy), _mono(f.clean)) for f in everything)]
+    mixtures_name = args.mixtures.relative_to(ROOT) if args.mixtures.is_relative_to(ROOT) else args.mixtures
+    report["band_snr_db"] = {
+        f"VoiceBank-DEMAND subset ({len(subset)} pairs)": median_band_snr(subset),
+        f"training mixtures of {mixtures_name} ({args.mixture_count})":
+            median_band_snr(training_mixtures(args.mixtures, args.mixture_count)),
+    }
+    if args.noise_tilt_db:
+        report["band_snr_db"][f"the same with noise_tilt_db {list(args.noise_tilt_db)}"] = median_band_snr(
+            training_mixtures(args.mixtures, args.mixture_count, args.noise_tilt_db))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     bands = [f"{lo}-{hi}" for lo, hi in zip(EDGES_HZ[:-1], EDGES_HZ[1:])]
@@ -73,6 +121,11 @@ def main() -> None:
     for name, row in report["systems"].items():
         for what in ("output_db", "error_db"):
             print(f"| {name} | {what[:-3]} | " + " | ".join(f"{v:.1f}" for v in row[what]) + " |")
+    print("\nmedian band SNR (dB): clean speech over noise in each band (Hz)")
+    print("| mixtures | " + " | ".join(bands) + " |")
+    print("|---|" + "---|" * len(bands))
+    for name, row in report["band_snr_db"].items():
+        print(f"| {name} | " + " | ".join(f"{v:.1f}" for v in row) + " |")
 
 
 if __name__ == "__main__":

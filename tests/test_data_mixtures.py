@@ -19,7 +19,8 @@ from zoo.data.files import DATA_ROOT
 from zoo.data.mixtures import REFERENCE_LEVEL_DBFS
 from zoo.data.noises import (BABBLE_SPEECH, P56_HANGOVER, P56_MARGIN_DB, P56_THRESHOLDS, P56_TIME_CONSTANT,
                              active_level, average_magnitude_spectrum, babble_noise, brown_noise, level_normalised,
-                             loop_crop, magnitude_sum, pink_noise, speech_shaped_noise, white_noise)
+                             loop_crop, magnitude_sum, pink_noise, speech_shaped_noise, tilt_spectrum,
+                             white_noise)
 from zoo.data.semisupervised import SemiSupervisedMixtures, SupervisedModelError
 from zoo.data.splits import TEST_SPEECH, VAL_SPEECH
 
@@ -232,6 +233,44 @@ def test_white_pink_brown_spectral_slopes():
             assert wave.dtype == np.float32 and abs(float(np.sqrt(np.mean(wave**2))) - 1) < 1e-4
             assert abs(_slope(wave) - expected) < 0.1, (make.__name__, _slope(wave))
         assert np.array_equal(make(RATE, 5), make(RATE, 5)) and not np.array_equal(make(RATE, 5), make(RATE, 6))
+
+
+def test_tilt_spectrum_gives_the_slope_asked_for_about_the_pivot():
+    white = white_noise(4 * RATE, 0)
+    frequencies, flat = welch(white, fs=RATE, nperseg=4096)
+    band = (frequencies >= 200) & (frequencies <= 7000)  # above the 100 Hz floor
+    for db_per_octave in (-6.0, -3.0, 2.0):
+        tilted = tilt_spectrum(white, db_per_octave, RATE)
+        assert tilted.dtype == np.float32 and tilted.shape == white.shape
+        _, power = welch(tilted, fs=RATE, nperseg=4096)
+        gain_db = 10 * np.log10(power[band] / flat[band])  # the tilt alone, without the noise's own ripple
+        slope, at_pivot = np.polyfit(np.log2(frequencies[band] / 1000.0), gain_db, 1)
+        assert abs(slope - db_per_octave) < 0.05 and abs(at_pivot) < 0.1, (db_per_octave, slope, at_pivot)
+        below = (frequencies > 10) & (frequencies < 90)
+        lifted = 10 * np.log10(np.mean(power[below]) / np.mean(flat[below]))
+        assert abs(lifted - db_per_octave * math.log2(100 / 1000)) < 1.0  # flat below the floor
+    assert np.array_equal(tilt_spectrum(white, 0.0, RATE), white)
+
+
+def test_noise_tilt_darkens_training_noise_only_and_changes_nothing_else():
+    plain = Mixtures(**SMALL)
+    tilted = Mixtures(**{**SMALL, "noise_tilt_db": (-6.0, -6.0)})
+    for data in (plain, tilted):
+        data.setup("fit")
+    a, b = plain.train_set[3], tilted.train_set[3]
+    assert torch.equal(a["clean"], b["clean"]) and a["snr_db"] == b["snr_db"]  # same speech, gain and SNR
+    assert not torch.equal(a["noise"], b["noise"])
+    assert abs(_db(float(b["noise"].square().mean()) / float(a["noise"].square().mean()))) < 0.5  # still at its SNR
+
+    def high_share(noise):  # share of the noise's power above 3 kHz
+        frequencies, power = welch(noise.numpy(), fs=RATE, nperseg=1024)
+        return power[frequencies >= 3000].sum() / power.sum()
+
+    assert high_share(b["noise"]) < 0.25 * high_share(a["noise"])  # white noise at 6 dB/octave darker
+    _check_rows(tilted.train_dataloader().__iter__().__next__())  # noisy = clean + noise, at the drawn SNR
+    assert _same(_batches(plain.val_dataloader()), _batches(tilted.val_dataloader()))  # validation untouched
+    with pytest.raises(ValueError, match=r"noise_tilt_db must be \[low, high\] in dB per octave"):
+        Mixtures(speech=["speech/ljspeech"], noise=["generated:white"], noise_tilt_db=(0.0, -6.0))
 
 
 def _log_spectrum(wave):

@@ -78,10 +78,11 @@ class ManifestDataModule(MixingDataModule):
                  crop_seconds: float = 2.0, snr_db: tuple[float, float] = (-5.0, 20.0),
                  snr_db_choices: list[float] | None = None, gain_db: tuple[float, float] | None = None,
                  batch_size: int = 4, train_size: int = 1000, val_size: int = 64, num_workers: int = 0,
-                 seed: int = 0, babble_speech: list[str] | None = None, babble_talkers: int = BABBLE_TALKERS):
+                 seed: int = 0, babble_speech: list[str] | None = None, babble_talkers: int = BABBLE_TALKERS,
+                 noise_tilt_db: tuple[float, float] | None = None):
         super().__init__()
         check_mixing_args(snr_db, snr_db_choices, gain_db, crop_seconds, batch_size, train_size, val_size,
-                          babble_talkers)
+                          babble_talkers, noise_tilt_db)
         for groups in (speech_groups or [], noise_groups or []):
             refused = EVALUATION_ONLY_GROUPS & set(groups)
             if refused:

@@ -21,7 +21,11 @@ seeded by ``(seed, split, epoch, index)``:
    the active speech level is ITU-T P.56 method B (:func:`zoo.data.noises.active_level`: the
    mean square over the samples where speech is active, so pauses in a crop do not raise the
    effective SNR) and the noise level is its plain mean square over the crop;
-6. if the mixture's peak exceeds 0.99, speech, noise and mixture are scaled down together (the
+6. with ``noise_tilt_db = [lo, hi]`` (training mixtures only), before step 5 the noise's power
+   spectrum is tilted by a slope uniform in that range, in dB per octave about 1 kHz
+   (:func:`zoo.data.noises.tilt_spectrum`); the slope is drawn after everything else, so the
+   rest of an item is the same with or without it;
+7. if the mixture's peak exceeds 0.99, speech, noise and mixture are scaled down together (the
    SNR is unchanged; the gain is lower than drawn).
 
 Items are ``{"noisy", "clean", "noise": float32 [T], "snr_db": float32 []}``; ``noisy == clean +
@@ -54,7 +58,8 @@ from ..audio import AudioFileError, open_audio, resample
 from .collate import EpochShuffle
 from .files import audio_files, resolve_data_path
 from .noises import (BABBLE_SPEECH, BABBLE_TALKERS, GENERATED_NOISES, GENERATED_PREFIX, active_level, babble_noise,
-                     brown_noise, level_normalised, magnitude_sum, pink_noise, speech_shaped_noise, white_noise)
+                     brown_noise, level_normalised, magnitude_sum, pink_noise, speech_shaped_noise, tilt_spectrum,
+                     white_noise)
 from .splits import VAL_NOISE, VAL_SPEECH
 
 log = logging.getLogger(__name__)
@@ -297,7 +302,7 @@ class MixtureDataset(Dataset):
 
     def __init__(self, speech, noise, length: int, crop: int, sample_rate: int, snr_db=(-5.0, 20.0),
                  seed: int = 0, fixed: bool = False, *, snr_db_choices=None, gain_db=None, babble=(),
-                 babble_talkers: int = BABBLE_TALKERS):
+                 babble_talkers: int = BABBLE_TALKERS, noise_tilt_db=None):
         self.speech = _as_files(speech, "speech")
         self.noise = _as_files(noise, "noise")
         if not self.speech or not self.noise:
@@ -307,6 +312,7 @@ class MixtureDataset(Dataset):
         self.snr_db, self.seed, self.fixed = tuple(snr_db), seed, fixed
         self.snr_db_choices = None if snr_db_choices is None else [float(x) for x in snr_db_choices]
         self.gain_db = None if gain_db is None else tuple(gain_db)
+        self.noise_tilt_db = None if noise_tilt_db is None else tuple(noise_tilt_db)
         self.generated = GeneratedNoises(self.speech, _as_files(babble, "babble speech"), sample_rate,
                                          babble_talkers)
         generated = {n[len(GENERATED_PREFIX):] for n in self.noise if isinstance(n, str)}
@@ -359,6 +365,8 @@ class MixtureDataset(Dataset):
         noise = self.noise_crop(rng)
         snr = self.draw_snr(rng)
         gain = None if self.gain_db is None else float(rng.uniform(*self.gain_db))
+        if self.noise_tilt_db is not None:  # drawn last: without it, the rest of the item is unchanged
+            noise = tilt_spectrum(noise, float(rng.uniform(*self.noise_tilt_db)), self.sample_rate)
         return mix(clean, level, noise, snr, gain)
 
 
@@ -389,13 +397,16 @@ def mix(clean: np.ndarray, level: float, noise: np.ndarray, snr_db: float, gain_
 
 
 def check_mixing_args(snr_db, snr_db_choices, gain_db, crop_seconds, batch_size, train_size, val_size,
-                      babble_talkers) -> None:
+                      babble_talkers, noise_tilt_db=None) -> None:
     if len(snr_db) != 2 or snr_db[0] > snr_db[1]:
         raise ValueError(f"snr_db must be [low, high] with low <= high, got {list(snr_db)}")
     if snr_db_choices is not None and not len(snr_db_choices):
         raise ValueError("snr_db_choices is empty; give SNRs in dB (e.g. [0, 5, 10]) or leave it out to use snr_db")
     if gain_db is not None and (len(gain_db) != 2 or gain_db[0] > gain_db[1]):
         raise ValueError(f"gain_db must be [low, high] with low <= high (or null), got {list(gain_db)}")
+    if noise_tilt_db is not None and (len(noise_tilt_db) != 2 or noise_tilt_db[0] > noise_tilt_db[1]):
+        raise ValueError(f"noise_tilt_db must be [low, high] in dB per octave with low <= high (or null), "
+                         f"got {list(noise_tilt_db)}")
     if crop_seconds <= 0 or batch_size < 1 or train_size < 1 or val_size < 0 or babble_talkers < 1:
         raise ValueError("crop_seconds, batch_size, train_size and babble_talkers must be positive and "
                          "val_size >= 0")
@@ -429,8 +440,10 @@ class MixingDataModule(L.LightningDataModule):
             pools["speech"] = exclude_speakers_of(babble, pools["speech"], pools["val_speech"], name)
         crop = int(round(hp.crop_seconds * hp.sample_rate))
         common = dict(snr_db_choices=hp.snr_db_choices, babble=babble, babble_talkers=hp.babble_talkers)
+        # the tilt is a training augmentation: validation mixtures stay comparable between runs
         self.train_set = MixtureDataset(pools["speech"], pools["noise"], hp.train_size, crop, hp.sample_rate,
-                                        hp.snr_db, hp.seed, gain_db=hp.gain_db, **common)
+                                        hp.snr_db, hp.seed, gain_db=hp.gain_db,
+                                        noise_tilt_db=hp.get("noise_tilt_db"), **common)
         self.val_set = MixtureDataset(pools["val_speech"], pools["val_noise"], hp.val_size, crop, hp.sample_rate,
                                       hp.snr_db, hp.seed, fixed=True, gain_db=hp.gain_db, **common)
 
@@ -478,6 +491,11 @@ class Mixtures(MixingDataModule):
         snr_db_choices: a list of SNRs drawn with equal probability instead (e.g. ``[0, 5, 10, 15]``).
         gain_db: ``[low, high]``: speech active level ``-25 dBFS + U(low, high)`` (e.g.
             ``[-10, 10]``: -35 to -15 dBFS); null (default) keeps the recorded level.
+        noise_tilt_db: ``[low, high]``: tilt each training noise crop's spectrum by a slope drawn
+            uniformly in that range, in dB per octave about 1 kHz (``[-6, 0]``: from as recorded to
+            6 dB/octave darker), before it is scaled to its SNR
+            (:func:`zoo.data.noises.tilt_spectrum`); validation mixtures are not tilted. null
+            (default): noises as recorded.
         batch_size, train_size, val_size: items per batch, per training epoch, in validation.
         num_workers: DataLoader worker processes.
         seed: same seed, same batches (training batches differ per epoch).
@@ -493,10 +511,10 @@ class Mixtures(MixingDataModule):
                  train_size: int = 1000, val_size: int = 64, num_workers: int = 0, seed: int = 0,
                  max_files: int | None = None, snr_db_choices: list[float] | None = None,
                  gain_db: tuple[float, float] | None = None, babble_speech: list[str] | None = None,
-                 babble_talkers: int = BABBLE_TALKERS):
+                 babble_talkers: int = BABBLE_TALKERS, noise_tilt_db: tuple[float, float] | None = None):
         super().__init__()
         check_mixing_args(snr_db, snr_db_choices, gain_db, crop_seconds, batch_size, train_size, val_size,
-                          babble_talkers)
+                          babble_talkers, noise_tilt_db)
         split_generated(noise)
         split_generated(val_noise or [])
         self.save_hyperparameters()
