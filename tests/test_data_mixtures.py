@@ -471,3 +471,24 @@ def test_a_supervised_model_cannot_train_on_rows_without_clean_speech(noisy_reco
     trainer = L.Trainer(**trainer_args)
     trainer.fit(_TinySemiSupervised(), _semi(noisy_recordings))
     assert trainer.global_step == 2
+
+
+def test_validation_mixtures_are_written_for_zoo_eval(tmp_path):
+    import yaml
+
+    from zoo.data.write_mixtures import main, validation_mixtures
+
+    config = tmp_path / "recipe.yaml"
+    config.write_text(yaml.safe_dump({"data": {"class_path": "zoo.data.Mixtures", "init_args": {
+        **{k: list(v) if isinstance(v, tuple) else v for k, v in SMALL.items()}, "val_size": 2}}}))
+    main([str(config), str(tmp_path / "out"), "--count", "3"])
+    noisy = sorted((tmp_path / "out/noisy").glob("*.wav"))
+    assert [p.name for p in noisy] == ["val_0000.wav", "val_0001.wav", "val_0002.wav"]
+    validated = validation_mixtures(config, 2).val_set  # what a run of this recipe validates on
+    for i in range(2):
+        for folder in ("noisy", "clean"):
+            wave, rate = read_audio(tmp_path / "out" / folder / f"val_{i:04d}.wav")
+            assert rate == RATE and torch.equal(wave[0], validated[i][folder])  # float WAV: exact
+    (tmp_path / "no_data.yaml").write_text("trainer: {max_epochs: 1}\n")
+    with pytest.raises(SystemExit, match="no data block"):
+        main([str(tmp_path / "no_data.yaml"), str(tmp_path / "x")])
