@@ -154,7 +154,7 @@ def export_denoiser(checkpoint_path, name: str, out=None, recipe: str | None = N
         from .plots import training_figure
 
         training_figure(rows, folder / TRAINING_FIGURE, title=f"{name}: {record['global_step']} steps",
-                        input_si_sdr=reference)
+                        input_si_sdr=reference, initial_lr=(record.get("learning_rate") or {}).get("initial"))
     write_json(folder / TRAINING_NAME, record)
     return folder
 

@@ -70,13 +70,22 @@ def tranche_figure(summary: dict, rows: list[dict], out) -> dict[str, Path]:
     return paths
 
 
-def training_figure(rows: list[dict], path, title: str = "", input_si_sdr: float | None = None) -> Path:
+def training_figure(rows: list[dict], path, title: str = "", input_si_sdr: float | None = None,
+                    initial_lr: float | None = None) -> Path:
     """Training loss (each logged step, and a running mean) and validation scores against the
     step, from the rows of Lightning ``CSVLogger`` metrics files (``zoo.export.read_metrics``).
-    ``input_si_sdr``: the unprocessed validation input's SI-SDR, drawn as the line to beat."""
+    ``input_si_sdr``: the unprocessed validation input's SI-SDR, drawn as the line to beat.
+    When the rows log ``lr`` (``zoo.train.LearningRateDecay``), a third panel draws it; steps
+    before its first logged value (a run that resumed with the callback added) are drawn at
+    ``initial_lr``, the configured rate, dashed."""
     train = [(int(r["step"]), float(r["train/loss"])) for r in rows if r.get("train/loss")]
     val = {key: [(int(r["step"]), float(r[key])) for r in rows if r.get(key)] for key in ("val/loss", "val/si_sdr")}
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    rates = [(int(r["step"]), float(r["lr"])) for r in rows if r.get("lr")]
+    if rates:
+        fig, (top, bottom, rate_axis) = plt.subplots(3, 1, figsize=(8, 7.5), sharex=True,
+                                                     gridspec_kw={"height_ratios": [3, 3, 1.4]})
+    else:
+        fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
     if train:
         steps, losses = zip(*train)
         top.plot(steps, losses, color="0.75", lw=0.8, label="train loss (logged steps)")
@@ -94,13 +103,17 @@ def training_figure(rows: list[dict], path, title: str = "", input_si_sdr: float
         bottom.axhline(input_si_sdr, color="0.4", ls="--", lw=1, label=f"unprocessed input ({input_si_sdr:.1f} dB)")
         bottom.legend(fontsize=8)
     bottom.set_ylabel("validation SI-SDR (dB)")
-    rates = [(int(r["step"]), float(r["lr"])) for r in rows if r.get("lr")]
-    if rates:  # logged by zoo.train.LearningRateDecay (from the step it was added, in a resumed run)
-        rate_axis = bottom.twinx()
-        rate_axis.plot(*zip(*rates), color="C3", lw=1, label="learning rate")
+    last_axis = bottom
+    if rates:
+        rate_axis.plot(*zip(*rates), color="C3", lw=1.2, label="logged")
+        if initial_lr is not None and rates[0][0] > 0:
+            rate_axis.plot([0, rates[0][0]], [initial_lr, initial_lr], color="C3", ls="--", lw=1,
+                           label="configured (not logged)")
         rate_axis.set_yscale("log")
-        rate_axis.set_ylabel("learning rate", color="C3")
-    bottom.set_xlabel("training step")
+        rate_axis.set_ylabel("learning rate")
+        rate_axis.legend(fontsize=8, loc="lower left")
+        last_axis = rate_axis
+    last_axis.set_xlabel("training step")
     if title:
         fig.suptitle(title)
     return _save(fig, Path(path))
