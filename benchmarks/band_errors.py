@@ -11,7 +11,8 @@ diagnosis behind "SI-SDR up, PESQ not yet" of the early CAN weights (README, Mod
 
 Beside it, the band SNR (clean speech energy over noise energy in each band, median over files)
 of all the subset's pairs and of the training mixtures of a recipe's data block (``--mixtures``,
-its first ``--mixture-count`` training items; with ``--noise-tilt-db``, also with that tilt):
+its first ``--mixture-count`` training items, noise as recorded, and again with the recipe's
+``noise_tilt_db`` or ``--noise-tilt-db``):
 what a model trained on those mixtures has learnt to expect in each band.
 Writes ``benchmarks/results/band_errors.json``.
 """
@@ -56,17 +57,23 @@ def median_band_snr(pairs) -> list[float]:
     return np.round(np.median(np.array(snr), axis=0), 1).tolist()
 
 
-def training_mixtures(config: Path, count: int, noise_tilt_db=None):
+def _recipe_tilt(config: Path):
+    import yaml
+
+    return ((yaml.safe_load(config.read_text()).get("data") or {}).get("init_args") or {}).get("noise_tilt_db")
+
+
+def training_mixtures(config: Path, count: int, noise_tilt_db):
     """(clean, noise) of the first ``count`` training items of the data block of a recipe or a
-    resolved config.yaml, with ``noise_tilt_db`` if given."""
+    resolved config.yaml, with this ``noise_tilt_db`` (None: noise as recorded) whatever the
+    recipe says."""
     import importlib
 
     import yaml
 
     data = yaml.safe_load(config.read_text())["data"]
     args = {**data.get("init_args", {}), "train_size": count}
-    if noise_tilt_db is not None:
-        args["noise_tilt_db"] = list(noise_tilt_db)
+    args["noise_tilt_db"] = None if noise_tilt_db is None else list(noise_tilt_db)
     module_name, _, class_name = data["class_path"].rpartition(".")
     module = getattr(importlib.import_module(module_name), class_name)(**args)
     module.setup("fit")
@@ -83,7 +90,7 @@ def main() -> None:
                         help="a recipe or config.yaml whose training mixtures' band SNR to measure")
     parser.add_argument("--mixture-count", type=int, default=200)
     parser.add_argument("--noise-tilt-db", type=float, nargs=2, metavar=("LO", "HI"),
-                        help="also measure the mixtures with this noise_tilt_db")
+                        help="measure the mixtures with this noise_tilt_db (default: the recipe's)")
     args = parser.parse_args()
 
     import zoo
@@ -106,12 +113,13 @@ def main() -> None:
     mixtures_name = args.mixtures.relative_to(ROOT) if args.mixtures.is_relative_to(ROOT) else args.mixtures
     report["band_snr_db"] = {
         f"VoiceBank-DEMAND subset ({len(subset)} pairs)": median_band_snr(subset),
-        f"training mixtures of {mixtures_name} ({args.mixture_count})":
-            median_band_snr(training_mixtures(args.mixtures, args.mixture_count)),
+        f"training mixtures of {mixtures_name} ({args.mixture_count}), noise as recorded":
+            median_band_snr(training_mixtures(args.mixtures, args.mixture_count, None)),
     }
-    if args.noise_tilt_db:
-        report["band_snr_db"][f"the same with noise_tilt_db {list(args.noise_tilt_db)}"] = median_band_snr(
-            training_mixtures(args.mixtures, args.mixture_count, args.noise_tilt_db))
+    tilt = args.noise_tilt_db or _recipe_tilt(args.mixtures)
+    if tilt:
+        report["band_snr_db"][f"the same with noise_tilt_db {list(tilt)}"] = median_band_snr(
+            training_mixtures(args.mixtures, args.mixture_count, tilt))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     bands = [f"{lo}-{hi}" for lo, hi in zip(EDGES_HZ[:-1], EDGES_HZ[1:])]

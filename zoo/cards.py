@@ -63,8 +63,8 @@ def _data_summary(data: dict | None) -> str:
     args = data.get("init_args", {})
     lists = "; ".join(f"{key}: {', '.join(map(str, args[key]))}" for key in ("speech", "noise", "val_speech", "val_noise")
                       if isinstance(args.get(key), list))
-    other = ", ".join(f"{key}={args[key]}" for key in ("root", "snr_db", "crop_seconds", "batch_size", "train_size")
-                      if key in args)
+    keys = ("root", "snr_db", "gain_db", "noise_tilt_db", "crop_seconds", "batch_size", "train_size")
+    other = ", ".join(f"{key}={args[key]}" for key in keys if args.get(key) is not None)
     return f"`{data.get('class_path') or '?'}` ({other})" + (f"; {lists}" if lists else "")
 
 
