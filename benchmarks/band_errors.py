@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from zoo.audio import read_audio  # noqa: E402
 from zoo.data.files import DATA_ROOT  # noqa: E402
 from zoo.data.pairs import paired_files  # noqa: E402
+from zoo.data.from_config import data_block, data_module_from_block  # noqa: E402
 
 EDGES_HZ = (0, 250, 500, 1000, 2000, 3000, 4000, 6000, 8000)
 RESULTS = ROOT / "benchmarks" / "results" / "band_errors.json"
@@ -57,26 +58,12 @@ def median_band_snr(pairs) -> list[float]:
     return np.round(np.median(np.array(snr), axis=0), 1).tolist()
 
 
-def _recipe_tilt(config: Path):
-    import yaml
-
-    return ((yaml.safe_load(config.read_text()).get("data") or {}).get("init_args") or {}).get("noise_tilt_db")
-
-
 def training_mixtures(config: Path, count: int, noise_tilt_db):
     """(clean, noise) of the first ``count`` training items of the data block of a recipe or a
     resolved config.yaml, with this ``noise_tilt_db`` (None: noise as recorded) whatever the
     recipe says."""
-    import importlib
-
-    import yaml
-
-    data = yaml.safe_load(config.read_text())["data"]
-    args = {**data.get("init_args", {}), "train_size": count}
-    args["noise_tilt_db"] = None if noise_tilt_db is None else list(noise_tilt_db)
-    module_name, _, class_name = data["class_path"].rpartition(".")
-    module = getattr(importlib.import_module(module_name), class_name)(**args)
-    module.setup("fit")
+    module = data_module_from_block(data_block(config), train_size=count,
+                                    noise_tilt_db=None if noise_tilt_db is None else list(noise_tilt_db))
     for i in range(count):
         item = module.train_set[i]
         yield item["clean"].numpy().astype(np.float64), item["noise"].numpy().astype(np.float64)
@@ -95,8 +82,9 @@ def main() -> None:
 
     import zoo
 
-    files = paired_files(f"voicebank-demand:{DATA_ROOT / 'voicebank-demand-subset'}")[:: args.every]
-    pairs = [(_mono(f.noisy), _mono(f.clean)) for f in files]
+    everything = paired_files(f"voicebank-demand:{DATA_ROOT / 'voicebank-demand-subset'}")
+    all_pairs = [(_mono(f.noisy), _mono(f.clean)) for f in everything]  # band SNR below uses every pair
+    files, pairs = everything[:: args.every], all_pairs[:: args.every]
     clean_energy = sum(band_energies(clean, RATE) for _, clean in pairs)
     report = {"bands_hz": list(EDGES_HZ), "files": [f.name for f in files], "systems": {}}
     outputs = {"noisy": [noisy for noisy, _ in pairs]}
@@ -108,15 +96,14 @@ def main() -> None:
         err = sum(band_energies(w - clean, RATE) for w, (_, clean) in zip(waves, pairs))
         report["systems"][name] = {"output_db": np.round(10 * np.log10(out / clean_energy), 2).tolist(),
                                    "error_db": np.round(10 * np.log10(err / clean_energy), 2).tolist()}
-    everything = paired_files(f"voicebank-demand:{DATA_ROOT / 'voicebank-demand-subset'}")
-    subset = [(clean, noisy - clean) for noisy, clean in ((_mono(f.noisy), _mono(f.clean)) for f in everything)]
+    subset = [(clean, noisy - clean) for noisy, clean in all_pairs]
     mixtures_name = args.mixtures.relative_to(ROOT) if args.mixtures.is_relative_to(ROOT) else args.mixtures
     report["band_snr_db"] = {
         f"VoiceBank-DEMAND subset ({len(subset)} pairs)": median_band_snr(subset),
         f"training mixtures of {mixtures_name} ({args.mixture_count}), noise as recorded":
             median_band_snr(training_mixtures(args.mixtures, args.mixture_count, None)),
     }
-    tilt = args.noise_tilt_db or _recipe_tilt(args.mixtures)
+    tilt = args.noise_tilt_db or (data_block(args.mixtures).get("init_args") or {}).get("noise_tilt_db")
     if tilt:
         report["band_snr_db"][f"the same with noise_tilt_db {list(tilt)}"] = median_band_snr(
             training_mixtures(args.mixtures, args.mixture_count, tilt))

@@ -117,16 +117,13 @@ def learning_rate_record(config: dict) -> dict | None:
 def validation_input_si_sdr(data: dict | None) -> float | None:
     """Mean SI-SDR of the unprocessed validation input of a run's data module (its config.yaml
     ``data`` block), the figure a model's validation SI-SDR has to beat; None if not rebuildable."""
-    import importlib
-
+    from .data.from_config import data_module_from_block
     from .module import _si_sdr
 
     if not data or not data.get("class_path"):
         return None
-    module_name, _, class_name = data["class_path"].rpartition(".")
     try:
-        datamodule = getattr(importlib.import_module(module_name), class_name)(**(data.get("init_args") or {}))
-        datamodule.setup("fit")
+        datamodule = data_module_from_block(data)
         scores = [_si_sdr(batch["noisy"], batch["clean"]) for batch in datamodule.val_dataloader()]
     except (OSError, ValueError, KeyError, TypeError, AttributeError, ImportError):
         return None  # data not here (another machine's paths): the figure goes without the line

@@ -443,7 +443,7 @@ class MixingDataModule(L.LightningDataModule):
         # the tilt is a training augmentation: validation mixtures stay comparable between runs
         self.train_set = MixtureDataset(pools["speech"], pools["noise"], hp.train_size, crop, hp.sample_rate,
                                         hp.snr_db, hp.seed, gain_db=hp.gain_db,
-                                        noise_tilt_db=hp.get("noise_tilt_db"), **common)
+                                        noise_tilt_db=hp.noise_tilt_db, **common)
         self.val_set = MixtureDataset(pools["val_speech"], pools["val_noise"], hp.val_size, crop, hp.sample_rate,
                                       hp.snr_db, hp.seed, fixed=True, gain_db=hp.gain_db, **common)
 

@@ -12,23 +12,20 @@ choosing between them by the evaluation set's score (``../shared/data/README.md`
 from __future__ import annotations
 
 import argparse
-import importlib
 from pathlib import Path
 
-import yaml
 from tqdm.auto import tqdm
 
 from ..audio import write_audio
+from .from_config import data_block, data_module_from_block
 
 
 def validation_mixtures(config: Path, count: int):
     """The data module of ``config``'s data block with ``val_size=count``, set up for fitting."""
-    data = yaml.safe_load(Path(config).read_text()).get("data")
+    data = data_block(config)
     if not data or not data.get("class_path"):
         raise SystemExit(f"{config} has no data block with a class_path (a zoo fit recipe or config.yaml)")
-    module_name, _, class_name = data["class_path"].rpartition(".")
-    module = getattr(importlib.import_module(module_name), class_name)(**{**data.get("init_args", {}), "val_size": count})
-    module.setup("fit")
+    module = data_module_from_block(data, val_size=count)
     if not hasattr(module, "val_set"):
         raise SystemExit(f"{data['class_path']} has no validation mixtures (val_set)")
     return module
