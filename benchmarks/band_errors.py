@@ -14,6 +14,10 @@ of all the subset's pairs and of the training mixtures of a recipe's data block 
 its first ``--mixture-count`` training items, noise as recorded, and again with the recipe's
 ``noise_tilt_db`` or ``--noise-tilt-db``):
 what a model trained on those mixtures has learnt to expect in each band.
+
+And the same output and error energies on the quarter of the subset's pairs with the highest
+input SNR (``cleanest_quarter``): there the input is already close to the clean speech, so a
+model's error above the input's is damage it does to speech, not noise it leaves.
 Writes ``benchmarks/results/band_errors.json``.
 """
 from __future__ import annotations
@@ -58,6 +62,19 @@ def median_band_snr(pairs) -> list[float]:
     return np.round(np.median(np.array(snr), axis=0), 1).tolist()
 
 
+def band_report(outputs: dict, pairs) -> dict:
+    """Output and error (output - clean) energy of each system in each band, summed over the
+    files, in dB relative to the clean speech's energy there."""
+    clean_energy = sum(band_energies(clean, RATE) for _, clean in pairs)
+    report = {}
+    for name, waves in outputs.items():
+        out = sum(band_energies(w, RATE) for w in waves)
+        err = sum(band_energies(w - clean, RATE) for w, (_, clean) in zip(waves, pairs))
+        report[name] = {"output_db": np.round(10 * np.log10(out / clean_energy), 2).tolist(),
+                        "error_db": np.round(10 * np.log10(err / clean_energy), 2).tolist()}
+    return report
+
+
 def training_mixtures(config: Path, count: int, noise_tilt_db):
     """(clean, noise) of the first ``count`` training items of the data block of a recipe or a
     resolved config.yaml, with this ``noise_tilt_db`` (None: noise as recorded) whatever the
@@ -85,17 +102,22 @@ def main() -> None:
     everything = paired_files(f"voicebank-demand:{DATA_ROOT / 'voicebank-demand-subset'}")
     all_pairs = [(_mono(f.noisy), _mono(f.clean)) for f in everything]  # band SNR below uses every pair
     files, pairs = everything[:: args.every], all_pairs[:: args.every]
-    clean_energy = sum(band_energies(clean, RATE) for _, clean in pairs)
     report = {"bands_hz": list(EDGES_HZ), "files": [f.name for f in files], "systems": {}}
     outputs = {"noisy": [noisy for noisy, _ in pairs]}
-    for name in args.models:
-        model = zoo.load(name)
+    models = {name: zoo.load(name) for name in args.models}
+    for name, model in models.items():
         outputs[name] = [model.enhance(noisy, RATE) for noisy, _ in pairs]
-    for name, waves in outputs.items():
-        out = sum(band_energies(w, RATE) for w in waves)
-        err = sum(band_energies(w - clean, RATE) for w, (_, clean) in zip(waves, pairs))
-        report["systems"][name] = {"output_db": np.round(10 * np.log10(out / clean_energy), 2).tolist(),
-                                   "error_db": np.round(10 * np.log10(err / clean_energy), 2).tolist()}
+    report["systems"] = band_report(outputs, pairs)
+    snr = [10 * np.log10(np.sum(clean**2) / max(np.sum((noisy - clean) ** 2), 1e-20)) for noisy, clean in all_pairs]
+    quarter = -(-len(all_pairs) // 4)  # rounded up
+    cleanest = sorted(np.argsort(snr)[-quarter:].tolist())
+    clean_pairs = [all_pairs[i] for i in cleanest]
+    clean_outputs = {"noisy": [noisy for noisy, _ in clean_pairs]}
+    for name, model in models.items():
+        clean_outputs[name] = [model.enhance(noisy, RATE) for noisy, _ in clean_pairs]
+    report["cleanest_quarter"] = {"files": [everything[i].name for i in cleanest],
+                                  "input_snr_db": [round(float(snr[i]), 1) for i in cleanest],
+                                  "systems": band_report(clean_outputs, clean_pairs)}
     subset = [(clean, noisy - clean) for noisy, clean in all_pairs]
     mixtures_name = args.mixtures.relative_to(ROOT) if args.mixtures.is_relative_to(ROOT) else args.mixtures
     report["band_snr_db"] = {
@@ -114,6 +136,14 @@ def main() -> None:
     print("| system | what | " + " | ".join(bands) + " |")
     print("|---|---|" + "---|" * len(bands))
     for name, row in report["systems"].items():
+        for what in ("output_db", "error_db"):
+            print(f"| {name} | {what[:-3]} | " + " | ".join(f"{v:.1f}" for v in row[what]) + " |")
+    quarter = report["cleanest_quarter"]
+    print(f"\nthe {len(quarter['files'])} pairs of highest input SNR "
+          f"({min(quarter['input_snr_db']):.1f}-{max(quarter['input_snr_db']):.1f} dB)")
+    print("| system | what | " + " | ".join(bands) + " |")
+    print("|---|---|" + "---|" * len(bands))
+    for name, row in quarter["systems"].items():
         for what in ("output_db", "error_db"):
             print(f"| {name} | {what[:-3]} | " + " | ".join(f"{v:.1f}" for v in row[what]) + " |")
     print("\nmedian band SNR (dB): clean speech over noise in each band (Hz)")
