@@ -36,23 +36,6 @@ RESULTS = ROOT / "benchmarks" / "results" / "norm_statistics.json"
 REPORTED = ("pesq_wb", "si_sdr", "csig", "cbak", "covl")
 
 
-def per_file_statistics_output(network: torch.nn.Module, wave: torch.Tensor) -> torch.Tensor:
-    """The network run as the authors' inference runs it: batch normalisation in training mode
-    over this one file, running statistics left untouched (momentum 0)."""
-    norms = [m for m in network.modules() if isinstance(m, torch.nn.BatchNorm1d)]
-    momenta = [m.momentum for m in norms]
-    try:
-        for m in norms:
-            m.momentum = 0.0
-        network.train()
-        with torch.no_grad():
-            return network(wave)
-    finally:
-        network.eval()
-        for m, momentum in zip(norms, momenta):
-            m.momentum = momentum
-
-
 def measure(name: str, pairs) -> dict:
     model = zoo.load(name)
     network = model.network.eval()
@@ -67,7 +50,7 @@ def measure(name: str, pairs) -> dict:
         wave = noisy.reshape(1, -1)
         with torch.no_grad():
             running = network(wave)
-        per_file = per_file_statistics_output(network, wave)
+            per_file = network.forward_with_input_statistics(wave)
         max_diff = max(max_diff, float((running - per_file).abs().max()))
         for key, out in (("running", running), ("per_file", per_file)):
             scores[key].append(score_file_pair(out.reshape(-1).numpy(), clean.reshape(-1).numpy(), rate))

@@ -151,6 +151,28 @@ def test_inference_folds_the_adaptive_normalisation_into_the_convolutions():
     assert not torch.allclose(network.train()(x), folded)  # training uses batch statistics
 
 
+def test_input_statistics_path_normalises_like_training_and_keeps_running_statistics():
+    """forward_with_input_statistics is the authors' inference (slim.batch_norm left in training
+    mode): the same output as the training path on that input, running statistics unchanged, and
+    unlike the folded eval path when the running statistics differ from the input's."""
+    torch.manual_seed(0)
+    network = ContextAggregationNetwork(width=8, dilations=[1, 2, 4, 1])
+    for norm in (m for m in network.modules() if isinstance(m, AdaptiveNorm)):
+        norm.beta.data.fill_(0.5)
+        norm.bn.running_var.fill_(1e4)
+    network.eval()
+    before = [m.bn.running_var.clone() for m in network.modules() if isinstance(m, AdaptiveNorm)]
+    x = 0.1 * torch.randn(1, 3000)
+    with torch.no_grad():
+        per_input = network.forward_with_input_statistics(x)
+        after = [m.bn.running_var.clone() for m in network.modules() if isinstance(m, AdaptiveNorm)]
+        folded = network(x)
+        training = network.train()(x)  # (this one updates the running statistics)
+    assert torch.allclose(per_input, training, atol=1e-6 * float(training.abs().max()))
+    assert all(torch.equal(b, a) for b, a in zip(before, after))
+    assert not torch.allclose(per_input, folded, atol=1e-3 * float(folded.abs().max()))
+
+
 def test_the_network_works_in_16_bit_sample_units_like_the_authors_code():
     """The authors fed int16-valued floats (scipy.io.wavfile without rescaling); zoo's API stays
     in [-1, 1] and scales inside, so the losses and Adam's eps see the same magnitudes."""

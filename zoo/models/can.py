@@ -95,6 +95,22 @@ class ContextAggregationNetwork(nn.Module):
         x = self.body(x) if self.training else self._folded_body(x)
         return self.output(x).squeeze(1) / self.wave_scale
 
+    def forward_with_input_statistics(self, wave: torch.Tensor) -> torch.Tensor:
+        """The network as the authors' TensorFlow inference runs it: ``slim.batch_norm`` keeps its
+        default ``is_training=True`` there (and the moving averages are never restored), so every
+        layer is normalised with the mean and variance of the input being enhanced, not with the
+        running statistics of training. Running statistics are left untouched. This cannot stream
+        (each layer needs the whole input's activations), so the zoo's path folds the running
+        statistics instead; ``benchmarks/norm_statistics.py`` measures the difference."""
+        x = wave.unsqueeze(1) * self.wave_scale
+        layers = list(self.body)
+        for conv, norm, act in zip(layers[0::3], layers[1::3], layers[2::3]):
+            x = conv(x)
+            bn = norm.bn
+            x = norm.alpha * x + norm.beta * F.batch_norm(x, None, None, bn.weight, bn.bias, training=True, eps=bn.eps)
+            x = act(x)
+        return self.output(x).squeeze(1) / self.wave_scale
+
     def _folded_body(self, x: torch.Tensor) -> torch.Tensor:
         """The body at inference: each adaptive normalisation folded into the convolution before
         it (a bias appears), so a layer is one convolution and one LReLU; same output as ``body``
