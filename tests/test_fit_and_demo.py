@@ -179,6 +179,36 @@ def test_learning_rate_decay_is_a_function_of_the_step():
         LearningRateDecay(start_step=0, end_step=10, final_lr=0)
 
 
+def test_learning_rate_decay_segments_chain_from_where_the_last_one_ended(tmp_path):
+    """An annealing phase added to a run that levelled off at the first segment's rate: the second
+    segment starts from the first one's final rate, never from the configured one."""
+    import pytest
+
+    from zoo.cards import training_section
+    from zoo.train import LearningRateDecay
+
+    decay = LearningRateDecay(start_step=[7000, 14500], end_step=[10000, 16500], final_lr=[1e-4, 2e-5])
+    assert decay.rate(7000, 5e-4) == 5e-4 and decay.rate(10_000, 5e-4) == pytest.approx(1e-4)
+    assert decay.rate(14_500, 5e-4) == pytest.approx(1e-4)  # held between the segments
+    assert decay.rate(15_500, 5e-4) == pytest.approx((1e-4 * 2e-5) ** 0.5)
+    assert decay.rate(16_500, 5e-4) == pytest.approx(2e-5) and decay.rate(30_000, 5e-4) == pytest.approx(2e-5)
+    single = LearningRateDecay(start_step=[100], end_step=[300], final_lr=[1e-4])
+    assert single.rate(200, 5e-4) == LearningRateDecay(100, 300, 1e-4).rate(200, 5e-4)
+    with pytest.raises(ValueError, match="as many start_step"):
+        LearningRateDecay(start_step=[0, 10], end_step=[5], final_lr=[1e-4, 1e-5])
+    with pytest.raises(ValueError, match="must not overlap"):
+        LearningRateDecay(start_step=[0, 4], end_step=[5, 10], final_lr=[1e-4, 1e-5])
+
+    # the card names both segments, as training.json records them from the run's config.yaml
+    (tmp_path / "training.json").write_text(json.dumps({
+        "global_step": 17000, "epochs": 169, "hours": 10.0, "learning_rate": {
+            "initial": 5e-4, "last": 2e-5,
+            "decay": {"start_step": [7000, 14500], "end_step": [10000, 16500], "final_lr": [1e-4, 2e-5]}}}))
+    assert ("Learning rate (Adam): 0.0005, decayed geometrically to 0.0001 from step 7000 to 10000, then to "
+            "2e-05 from step 14500 to 16500 (`zoo.train.LearningRateDecay`); 2e-05 at the last step"
+            ) in training_section(tmp_path)
+
+
 def test_learning_rate_decay_added_to_a_resumed_run_follows_the_step(tmp_path):
     """The multi-session CPU case: a run saved without a schedule is resumed with one. Adam's
     restored state carries the old rate; the callback must override it from the first resumed step."""

@@ -68,6 +68,16 @@ def _data_summary(data: dict | None) -> str:
     return f"`{data.get('class_path') or '?'}` ({other})" + (f"; {lists}" if lists else "")
 
 
+def _decay_segments(decay: dict) -> str:
+    """``to 1e-04 from step 7000 to 10000, then to 2e-05 from step 14500 to 16500``: the segments of
+    a ``LearningRateDecay`` (one value each, or lists that chain)."""
+    def listed(value):
+        return list(value) if isinstance(value, (list, tuple)) else [value]
+
+    segments = zip(listed(decay["final_lr"]), listed(decay["start_step"]), listed(decay["end_step"]))
+    return ", then ".join(f"to {final:g} from step {start} to {end}" for final, start, end in segments)
+
+
 def training_section(folder) -> str:
     """What a card must say about training (data, hours, hardware), from the ``training.json``
     that ``python -m zoo.export`` wrote from the run's own checkpoint and logs."""
@@ -84,8 +94,7 @@ def training_section(folder) -> str:
     if rate:
         decay = rate.get("decay")
         lines.append(f"- Learning rate (Adam): {rate['initial']:g}" + (
-            f", decayed geometrically to {decay['final_lr']:g} from step {decay['start_step']} to "
-            f"{decay['end_step']} (`zoo.train.LearningRateDecay`)" if decay else "") + (
+            f", decayed geometrically {_decay_segments(decay)} (`zoo.train.LearningRateDecay`)" if decay else "") + (
             f"; {rate['last']:.3g} at the last step" if "last" in rate else ""))
     if "last_val_si_sdr_db" in record:
         reference = (f" (unprocessed input: {record['val_input_si_sdr_db']:.2f} dB)"

@@ -84,23 +84,44 @@ class LearningRateDecay(Callback):
         - class_path: zoo.train.LearningRateDecay
           init_args: {start_step: 7000, end_step: 10000, final_lr: 1.0e-4}
 
+    Lists chain segments, each starting from where the one before ended (an annealing phase added
+    to a run that has levelled off at the first segment's rate)::
+
+          init_args: {start_step: [7000, 14500], end_step: [10000, 16500], final_lr: [1.0e-4, 2.0e-5]}
+
     The feature-loss paper trains the CAN at a constant 1e-4 (appendix, "Training"); the shared-data recipes start at
     5e-4 for the CPU budget and decay to the paper's rate once validation has levelled off.
     """
 
-    def __init__(self, start_step: int, end_step: int, final_lr: float):
-        if not 0 <= start_step < end_step:
-            raise ValueError(f"LearningRateDecay needs 0 <= start_step < end_step, got {start_step} and {end_step}")
-        if final_lr <= 0:
-            raise ValueError(f"LearningRateDecay needs a positive final_lr, got {final_lr}")
+    def __init__(self, start_step: int | list[int], end_step: int | list[int], final_lr: float | list[float]):
+        starts, ends, finals = (list(v) if isinstance(v, (list, tuple)) else [v] for v in (start_step, end_step, final_lr))
+        if not len(starts) == len(ends) == len(finals) >= 1:
+            raise ValueError("LearningRateDecay needs as many start_step as end_step and final_lr values, got "
+                             f"{len(starts)}, {len(ends)} and {len(finals)}")
+        previous_end = 0
+        for start, end, final in zip(starts, ends, finals):
+            if not 0 <= start < end:
+                raise ValueError(f"LearningRateDecay needs 0 <= start_step < end_step, got {start} and {end}")
+            if start < previous_end:
+                raise ValueError(f"LearningRateDecay segments must not overlap: one starts at step {start} "
+                                 f"before the one before it ends at step {previous_end}")
+            if final <= 0:
+                raise ValueError(f"LearningRateDecay needs a positive final_lr, got {final}")
+            previous_end = end
         self.start_step, self.end_step, self.final_lr = start_step, end_step, final_lr
+        self.segments = list(zip(starts, ends, finals))
 
     def rate(self, step: int, initial_lr: float) -> float:
         """The learning rate at optimizer step ``step`` for a run configured with ``initial_lr``."""
-        if step <= self.start_step:
-            return initial_lr
-        fraction = min(1.0, (step - self.start_step) / (self.end_step - self.start_step))
-        return initial_lr * (self.final_lr / initial_lr) ** fraction
+        current = initial_lr
+        for start, end, final in self.segments:
+            if step <= start:
+                return current
+            fraction = min(1.0, (step - start) / (end - start))
+            if fraction < 1.0:
+                return current * (final / current) ** fraction
+            current = final
+        return current
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         initial = pl_module.hparams.lr  # the configured rate, not the one restored with Adam's state
