@@ -93,6 +93,11 @@ def test_reports_are_written(small_eval, tmp_path):
     assert summary["systems"]["wiener"]["pesq_wb"] == pytest.approx(small_eval.means()["wiener"]["pesq_wb"])
     markdown = paths["markdown"].read_text()
     assert "| wiener |" in markdown and "CBAK" in markdown
+    # a PESQ-wb table per tranche, its cells the tranche means of the json
+    table = markdown.split("PESQ-wb:\n", 1)[1].split("\n\n", 1)[0]
+    wiener_row = next(line for line in table.splitlines() if line.startswith("| wiener |"))
+    cells = [float(c) for c in wiener_row.strip("| \n").split(" | ")[1:]]
+    assert cells == pytest.approx(summary["tranches"]["means"]["wiener"]["pesq_wb"], abs=0.006)
     for key in ("tranches", "bak_distribution"):
         assert paths[key].read_bytes()[:4] == b"\x89PNG"
 

@@ -163,7 +163,7 @@ def markdown_summary(summary: dict) -> str:
     for system, means in summary["systems"].items():
         lines.append(f"| {system} | " + " | ".join(_fmt(means[m], 3) for m in measures) + " |")
     lines += ["", f"## Per tranche of {summary['tranches']['measure']} (1 = hardest)", ""]
-    for measure in ("snr", "csig", "cbak", "covl"):
+    for measure in ("pesq_wb", "snr", "csig", "cbak", "covl"):  # PESQ too: where the gains and losses lie
         if measure not in measures:
             continue
         lines += [f"{MEASURE_TITLES[measure]}:", "",

@@ -108,7 +108,6 @@ class LearningRateDecay(Callback):
             if final <= 0:
                 raise ValueError(f"LearningRateDecay needs a positive final_lr, got {final}")
             previous_end = end
-        self.start_step, self.end_step, self.final_lr = start_step, end_step, final_lr
         self.segments = list(zip(starts, ends, finals))
 
     def rate(self, step: int, initial_lr: float) -> float:
