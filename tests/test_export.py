@@ -71,7 +71,8 @@ def test_metrics_of_a_resumed_run_are_stitched_where_it_resumed(tmp_path):
 
 def test_kept_training_state_resumes_where_it_stopped(tmp_path):
     """--keep-state copies what a later session needs (checkpoint, config, stitched logs), and a
-    run resumed from it continues at the kept step with the same data settings."""
+    run resumed from it continues at the kept step; when the resumed session changes a data
+    setting, the card and the kept state say from which step."""
     result = subprocess.run([
         sys.executable, "-m", "zoo.cli", "fit", "--config", "recipes/can/debug.yaml", "--trainer.max_steps", "3",
         "--trainer.default_root_dir", str(tmp_path), "--trainer.logger.init_args.save_dir", str(tmp_path),
@@ -84,7 +85,8 @@ def test_kept_training_state_resumes_where_it_stopped(tmp_path):
                              str(tmp_path / "card"), "--keep-state", str(kept)], cwd=ROOT, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert sorted(p.name for p in kept.iterdir()) == ["config.yaml", "last.ckpt", "metrics.csv"]
+    assert sorted(p.name for p in kept.iterdir()) == ["config.yaml", "data_changes.json", "last.ckpt", "metrics.csv"]
+    assert json.loads((kept / "data_changes.json").read_text()) == []  # a fresh run: its data never changed
     # the card's curve has the line to beat: the unprocessed validation input's SI-SDR
     import yaml
 
@@ -102,8 +104,8 @@ def test_kept_training_state_resumes_where_it_stopped(tmp_path):
     result = subprocess.run([
         sys.executable, "-m", "zoo.cli", "fit", "--config", str(kept / "config.yaml"),  # it names the kept last.ckpt
         "--trainer.max_steps", "6", "--trainer.max_epochs", "10", "--trainer.default_root_dir", str(tmp_path / "later"),
-        "--trainer.logger.init_args.save_dir", str(tmp_path / "later")], cwd=ROOT, capture_output=True, text=True,
-        timeout=300)
+        "--trainer.logger.init_args.save_dir", str(tmp_path / "later"), "--data.init_args.snr_db", "[0.0, 25.0]"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     resumed = next((tmp_path / "later/lightning_logs/version_0/checkpoints").glob("*.ckpt"))
     assert torch.load(resumed, weights_only=True)["global_step"] == 6
@@ -122,4 +124,16 @@ def test_kept_training_state_resumes_where_it_stopped(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert torch.load(kept / "last.ckpt", weights_only=True)["global_step"] == 6
     assert [int(r["step"]) for r in read_metrics([kept / "metrics.csv"]) if r.get("train/loss")] == steps
-    assert json.loads((tmp_path / "card" / "training.json").read_text())["global_step"] == 6
+    record = json.loads((tmp_path / "card" / "training.json").read_text())
+    assert record["global_step"] == 6 and record["data"]["init_args"]["snr_db"] == [0.0, 25.0]
+    change = {"from_step": 3, "changes": {"snr_db": [data["snr_db"], [0.0, 25.0]]}}
+    assert record["data_changes"] == [change] and json.loads((kept / "data_changes.json").read_text()) == [change]
+    section = training_section(tmp_path / "card")
+    assert "- Data (at the last step): " in section and "snr_db=[0.0, 25.0]" in section
+    assert f"- Data changes: from step 3, snr_db {data['snr_db']} -> [0.0, 25.0]" in section
+
+    # exporting the same run again (the kept state now is its own) neither loses nor repeats the change
+    result = subprocess.run([sys.executable, "-m", "zoo.export", str(resumed), "--model", "can-l1", "--out",
+                             str(tmp_path / "card")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((tmp_path / "card" / "training.json").read_text())["data_changes"] == [change]

@@ -82,3 +82,9 @@ def test_training_records_state_what_the_card_says(name):
     assert record["recipe"] == f"recipes/{name}/shared-data.yaml"
     assert f"Training time: {record['hours']:.2f} h" in card and f"Steps: {record['global_step']}" in card
     assert record["global_step"] > 0 and record["hardware"] in card and "](training.png)" in card
+    # a data setting changed by a resumed session is on the card, as the kept training state records it
+    kept = json.loads((PROJECT_ROOT / "training" / name / "data_changes.json").read_text())
+    changes = [entry for entry in kept if entry["from_step"] < record["global_step"]]
+    assert record.get("data_changes", []) == changes
+    for entry in changes:
+        assert f"from step {entry['from_step']}, " in card and "- Data (at the last step): " in card

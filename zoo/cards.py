@@ -68,6 +68,15 @@ def _data_summary(data: dict | None) -> str:
     return f"`{data.get('class_path') or '?'}` ({other})" + (f"; {lists}" if lists else "")
 
 
+def _data_changes(changes: list[dict]) -> str:
+    """``from step 7500, noise_tilt_db None -> [-6.0, 0.0]``: when a resumed session changed the data."""
+    def setting(key, pair):
+        return f"{key} {pair[0]} -> {pair[1]}"
+
+    return "; ".join(f"from step {entry['from_step']}, " + ", ".join(setting(k, v) for k, v in entry["changes"].items())
+                     for entry in changes)
+
+
 def _decay_segments(decay: dict) -> str:
     """``to 1e-04 from step 7000 to 10000, then to 2e-05 from step 14500 to 16500``: the segments of
     a ``LearningRateDecay`` (one value each, or lists that chain)."""
@@ -85,8 +94,10 @@ def training_section(folder) -> str:
     if not path.is_file():
         return ""
     record = json.loads(path.read_text())
+    changes = record.get("data_changes") or []
     lines = [f"- Recipe: `{record.get('recipe') or 'not recorded'}`",
-             f"- Data: {_data_summary(record.get('data'))}",
+             f"- Data{' (at the last step)' if changes else ''}: {_data_summary(record.get('data'))}",
+             *([f"- Data changes: {_data_changes(changes)}"] if changes else []),
              f"- Steps: {record.get('global_step')} ({record.get('epochs', 0) + 1} epochs)",
              f"- Training time: {record['hours']:.2f} h" if "hours" in record else "- Training time: not recorded",
              f"- Hardware: {record.get('hardware', 'not recorded')}"]

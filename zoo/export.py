@@ -26,6 +26,7 @@ from .registry import PROJECT_ROOT, get_entry
 
 TRAINING_NAME = "training.json"
 TRAINING_FIGURE = "training.png"
+DATA_CHANGES_NAME = "data_changes.json"
 
 
 def _load_checkpoint(path: Path) -> dict:
@@ -62,6 +63,54 @@ def run_metrics(checkpoint_path: Path, earlier: list[Path] = ()) -> list[dict]:
     return read_metrics([*earlier, checkpoint_path.parent.parent / "metrics.csv"])
 
 
+def _run_config(folder: Path) -> dict:
+    path = Path(folder) / "config.yaml"
+    if not path.is_file():
+        return {}
+    import yaml
+
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def _changed_settings(before: dict | None, after: dict | None) -> dict:
+    """{setting: [before, after]} for every data setting (and the class) that differs."""
+    before, after = before or {}, after or {}
+    changes = {"class_path": [before.get("class_path"), after.get("class_path")]}
+    old, new = before.get("init_args") or {}, after.get("init_args") or {}
+    changes.update({key: [old.get(key), new.get(key)] for key in sorted({*old, *new})})
+    return {key: pair for key, pair in changes.items() if pair[0] != pair[1]}
+
+
+def data_changes(checkpoint_path, _seen: frozenset = frozenset()) -> list[dict]:
+    """When and how the data settings of a run changed across the sessions it resumed from:
+    ``[{"from_step": N, "changes": {setting: [before, after]}}]``, oldest first.
+
+    A run resumed from a checkpoint (its config.yaml's ``ckpt_path``) with other data settings
+    than the run that wrote that checkpoint changed them at that checkpoint's step. Earlier
+    changes come from the kept state folder it resumed from (``data_changes.json``, written by
+    ``save_training_state``) or, for a run resumed from another run's checkpoint, from that run.
+    Without this a card's Data line states the last session's settings for the whole run.
+    """
+    checkpoint_path = Path(checkpoint_path)
+    config = _run_config(checkpoint_path.parent.parent)
+    resumed = config.get("ckpt_path")
+    candidates = [Path(resumed), PROJECT_ROOT / resumed] if resumed else []
+    resumed = next((p for p in candidates if p.is_file()), None)
+    if resumed is None or resumed.resolve() in _seen | {checkpoint_path.resolve()}:
+        return []  # a fresh run, or the checkpoint it resumed from is not on this machine
+    if (resumed.parent / DATA_CHANGES_NAME).is_file():  # a kept state folder (training/NAME)
+        earlier = json.loads((resumed.parent / DATA_CHANGES_NAME).read_text())
+        before = _run_config(resumed.parent).get("data")
+    else:  # another run's checkpoints/ folder
+        earlier = data_changes(resumed, _seen | {checkpoint_path.resolve()})
+        before = _run_config(resumed.parent.parent).get("data") or _run_config(resumed.parent).get("data")
+    step = _load_checkpoint(resumed).get("global_step")
+    changes = _changed_settings(before, config.get("data")) if before else {}
+    if changes and all(entry["from_step"] != step for entry in earlier):
+        earlier = [*earlier, {"from_step": step, "changes": changes}]
+    return earlier
+
+
 def training_record(checkpoint_path: Path, checkpoint: dict, recipe: str | None, hardware: str | None = None,
                     rows: list[dict] | None = None) -> dict:
     """Steps and epochs from the checkpoint, training wall time from its Timer callback (present
@@ -86,6 +135,9 @@ def training_record(checkpoint_path: Path, checkpoint: dict, recipe: str | None,
         record["data"] = loaded.get("data")
         record["trainer"] = {k: loaded.get("trainer", {}).get(k) for k in ("max_time", "max_epochs", "accelerator")}
         record["learning_rate"] = learning_rate_record(loaded)
+    changes = data_changes(checkpoint_path)
+    if changes:
+        record["data_changes"] = changes
     rows = run_metrics(checkpoint_path) if rows is None else rows
     if rows:
         val = [r for r in rows if r.get("val/si_sdr")]
@@ -159,12 +211,14 @@ def export_denoiser(checkpoint_path, name: str, out=None, recipe: str | None = N
 def save_training_state(checkpoint_path, folder, earlier_metrics: list[Path] = ()) -> Path:
     """Copy what resuming a run needs into ``folder`` (committed, e.g. ``training/NAME``): the
     checkpoint as ``last.ckpt``, the run's resolved ``config.yaml`` and one ``metrics.csv`` with
-    the logs of this run and the runs it resumed from, stitched where each resumed."""
+    the logs of this run and the runs it resumed from, stitched where each resumed, and
+    ``data_changes.json``: when the data settings changed, for the cards of later sessions."""
     import shutil
 
     checkpoint_path, folder = Path(checkpoint_path), Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     version = checkpoint_path.parent.parent
+    changes = data_changes(checkpoint_path)  # before last.ckpt and config.yaml, which it reads, are replaced
     with atomic_output(folder / "last.ckpt") as temporary:
         shutil.copyfile(checkpoint_path, temporary)
     if (version / "config.yaml").is_file():
@@ -183,6 +237,7 @@ def save_training_state(checkpoint_path, folder, earlier_metrics: list[Path] = (
         writer = csv.DictWriter(out, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
+    write_json(folder / DATA_CHANGES_NAME, changes)
     return folder
 
 
