@@ -70,10 +70,8 @@ def _data_summary(data: dict | None) -> str:
 
 def _data_changes(changes: list[dict]) -> str:
     """``from step 7500, noise_tilt_db None -> [-6.0, 0.0]``: when a resumed session changed the data."""
-    def setting(key, pair):
-        return f"{key} {pair[0]} -> {pair[1]}"
-
-    return "; ".join(f"from step {entry['from_step']}, " + ", ".join(setting(k, v) for k, v in entry["changes"].items())
+    return "; ".join(f"from step {entry['from_step']}, "
+                     + ", ".join(f"{key} {before} -> {after}" for key, (before, after) in entry["changes"].items())
                      for entry in changes)
 
 

@@ -127,11 +127,8 @@ def training_record(checkpoint_path: Path, checkpoint: dict, recipe: str | None,
     if data_hp:  # what the data module saved; config.yaml (LightningCLI runs) below is more complete
         record["data"] = {"class_path": data_hp.pop("_class_path", None),
                           "init_args": {k: v for k, v in data_hp.items() if not k.startswith("_")}}
-    config = version / "config.yaml"
-    if config.is_file():
-        import yaml
-
-        loaded = yaml.safe_load(config.read_text())
+    loaded = _run_config(version)
+    if loaded:
         record["data"] = loaded.get("data")
         record["trainer"] = {k: loaded.get("trainer", {}).get(k) for k in ("max_time", "max_epochs", "accelerator")}
         record["learning_rate"] = learning_rate_record(loaded)
