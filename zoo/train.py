@@ -24,11 +24,14 @@ class StartFrom(Callback):
 
     The weights are copied in Lightning's ``setup`` hook, before ``--ckpt_path`` is restored, so
     resuming an interrupted fine-tuning run continues from its own checkpoint. The recipe's model
-    must be the same class with the same shapes as the published one.
+    must be the same class with the same shapes as the published one, except with
+    ``widen: true``: then a context aggregation network narrower than the recipe's is first widened
+    to the recipe's width by :meth:`ContextAggregationNetwork.widened`, which keeps its output
+    unchanged, so training at the paper's W=64 continues from weights trained at W=32.
     """
 
-    def __init__(self, model: str, revision: str | None = None):
-        self.model, self.revision = model, revision
+    def __init__(self, model: str, revision: str | None = None, widen: bool = False):
+        self.model, self.revision, self.widen = model, revision, widen
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if stage != "fit":
@@ -39,6 +42,8 @@ class StartFrom(Callback):
         if type(source) is not type(pl_module):
             raise ValueError(f"StartFrom({self.model!r}) is a {type(source).__name__} but the recipe trains a "
                              f"{type(pl_module).__name__}: set the recipe's model class_path to match")
+        if self.widen:
+            self._widen(source, pl_module)
         theirs, ours = source.state_dict(), pl_module.state_dict()
         mismatched = [k for k in theirs if k in ours and theirs[k].shape != ours[k].shape]
         if mismatched:
@@ -47,6 +52,22 @@ class StartFrom(Callback):
                              "published); use the published init_args (zoo info NAME shows them)")
         pl_module.load_state_dict(theirs)
         print(f"starting from {self.model}: {source.zoo_source}")
+
+
+    def _widen(self, source, pl_module) -> None:
+        from zoo.models.can import ContextAggregationNetwork
+
+        network = getattr(source, "network", None)
+        if not isinstance(network, ContextAggregationNetwork):
+            raise ValueError(f"StartFrom({self.model!r}, widen=True): only context aggregation networks can be "
+                             f"widened, and {type(source).__name__} has none; drop widen")
+        ours, theirs = pl_module.network.body[0].out_channels, network.body[0].out_channels
+        if ours < theirs:
+            raise ValueError(f"StartFrom({self.model!r}, widen=True): the recipe's width {ours} is below the "
+                             f"published {theirs}; set --model.init_args.width {theirs} or more")
+        if ours > theirs:
+            source.network = network.widened(ours)
+            print(f"widened {self.model} from W={theirs} to W={ours} (same output)")
 
 
 class CompileNetwork(Callback):

@@ -111,6 +111,53 @@ class ContextAggregationNetwork(nn.Module):
             x = act(x)
         return self.output(x).squeeze(1) / self.wave_scale
 
+    def widened(self, width: int, seed: int = 0, jitter: float = 0.1) -> "ContextAggregationNetwork":
+        """A copy at ``width`` channels that computes the same function (Net2WiderNet, Chen,
+        Goodfellow & Shlens 2016): new channel j copies old channel ``m(j)`` (the first ``self``
+        width channels are themselves, the rest drawn at random), its batch-norm statistics and
+        affine parameters included, and every weight reading a copied channel is split among its
+        copies. The split fractions are ``1/copies * (1 + u - mean u)`` per weight element, so
+        they sum to one (the output is unchanged, in training and in eval mode, since copies of a
+        channel have equal batch statistics) but differ between copies, which breaks the symmetry
+        that would otherwise keep the copies equal under gradient descent.
+
+        This is how a network trained at W=32 on this CPU is carried to the paper's W=64 without
+        starting again (``zoo.train.StartFrom(widen=True)``)."""
+        layers = list(self.body)
+        convs = layers[0::3]
+        old = convs[0].out_channels
+        if width < old:
+            raise ValueError(f"cannot widen a W={old} network to W={width}: choose a width of at least {old}")
+        generator = torch.Generator().manual_seed(seed)
+        origin = torch.cat([torch.arange(old), torch.randint(0, old, (width - old,), generator=generator)])
+        copies = torch.bincount(origin, minlength=old).to(torch.float32)
+
+        def split(weight: torch.Tensor) -> torch.Tensor:
+            """``weight[:, origin]`` with each column divided among the copies of its channel."""
+            spread = weight[:, origin]
+            u = (torch.rand(spread.shape, generator=generator) * 2 - 1) * jitter
+            mean_u = torch.zeros(weight.shape).index_add_(1, origin, u) / copies[None, :, None]
+            fraction = (1 + u - mean_u[:, origin]) / copies[origin][None, :, None]
+            return spread * fraction
+
+        dilations = tuple(conv.dilation[0] for conv in convs)
+        wider = ContextAggregationNetwork(width, dilations, convs[0].kernel_size[0], self.wave_scale)
+        wide_layers = list(wider.body)
+        with torch.no_grad():
+            for i, (conv, norm) in enumerate(zip(convs, layers[1::3])):
+                weight = conv.weight.detach().float()
+                weight = weight if i == 0 else split(weight)
+                wide_layers[3 * i].weight.copy_(weight[origin])
+                wide_norm = wide_layers[3 * i + 1]
+                wide_norm.alpha.copy_(norm.alpha)
+                wide_norm.beta.copy_(norm.beta)
+                for name in ("weight", "bias", "running_mean", "running_var"):
+                    getattr(wide_norm.bn, name).copy_(getattr(norm.bn, name)[origin])
+                wide_norm.bn.num_batches_tracked.copy_(norm.bn.num_batches_tracked)
+            wider.output.weight.copy_(split(self.output.weight.detach().float()))
+            wider.output.bias.copy_(self.output.bias)
+        return wider.train(self.training)
+
     def _folded_body(self, x: torch.Tensor) -> torch.Tensor:
         """The body at inference: each adaptive normalisation folded into the convolution before
         it (a bias appears), so a layer is one convolution and one LReLU; same output as ``body``
