@@ -32,3 +32,38 @@ def test_widened_network_computes_the_same_output_and_breaks_symmetry():
         assert "at least 6" in str(error)
     else:
         raise AssertionError("narrowing must be refused")
+
+
+def test_starting_from_the_published_w32_weights_at_the_papers_width():
+    """``StartFrom("feature-loss-can", widen=True)`` into a W=64 recipe: the network the run starts
+    from enhances real noisy speech as the published W=32 weights do."""
+    import numpy as np
+    import pytest
+    import soundfile as sf
+    import torch
+
+    import zoo
+    from conftest import EXAMPLE_NOISY
+    from zoo.models.feature_loss import FeatureLossCAN
+    from zoo.models.wiener import WienerFilter
+    from zoo.train import StartFrom
+
+    published = zoo.load("feature-loss-can")
+    assert published.hparams.width == 32
+    wide = FeatureLossCAN(width=64, loss_network="feature-loss-net")
+    StartFrom("feature-loss-can", widen=True).setup(None, wide, "fit")
+    assert wide.network.body[0].out_channels == 64
+    assert torch.equal(wide.feature_loss.weights, published.feature_loss.weights)
+    noisy = torch.from_numpy(sf.read(str(EXAMPLE_NOISY), dtype="float32")[0][None, : 3 * 16000])
+    wide.eval()
+    with torch.no_grad():
+        theirs, ours = published(noisy), wide(noisy)
+    error = float((ours - theirs).pow(2).mean() / theirs.pow(2).mean())
+    assert error < 1e-8, error  # the same output, to float rounding
+    assert not np.allclose(wide.network.body[3].weight[:, 32:].detach(), 0)  # the new channels are used
+
+    narrow = FeatureLossCAN(width=16, loss_network="feature-loss-net")
+    with pytest.raises(ValueError, match="width 16 is below the published 32"):
+        StartFrom("feature-loss-can", widen=True).setup(None, narrow, "fit")
+    with pytest.raises(ValueError, match="only context aggregation networks can be widened"):
+        StartFrom("wiener", widen=True).setup(None, WienerFilter(), "fit")

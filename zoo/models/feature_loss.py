@@ -170,8 +170,19 @@ class DeepFeatureLoss(nn.Module):
         return (self.weights * distances).sum()
 
     def end_epoch(self, epoch: int) -> None:
-        """After the last warm-up epoch: lambda_m = 1 / (relative loss of layer m)."""
-        if bool(self.weights_fixed) or epoch != self.warmup_epochs - 1 or self.epoch_count == 0:
+        """After the last warm-up epoch: lambda_m = 1 / (relative loss of layer m).
+
+        Trained on several processes (DDP), each has summed the distances of its own share of the
+        epoch; the sums are pooled first, so every process fixes the same weights, those of the
+        whole epoch, and a checkpoint from any rank is the run's."""
+        if bool(self.weights_fixed) or epoch != self.warmup_epochs - 1:
+            return
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            pooled = torch.cat([self.epoch_sums, self.epoch_count.reshape(1)])
+            torch.distributed.all_reduce(pooled)  # every rank takes part, even one that saw no batch
+            self.epoch_sums.copy_(pooled[:-1])
+            self.epoch_count.copy_(pooled[-1])
+        if self.epoch_count == 0:
             return
         means = self.epoch_sums / self.epoch_count
         relative = means / means.mean()
@@ -216,4 +227,6 @@ class FeatureLossCAN(CANDenoiserBase):
 
     def on_train_epoch_end(self) -> None:
         self.feature_loss.end_epoch(self.current_epoch)
-        self.log_dict({f"loss_weight/{m + 1}": w for m, w in enumerate(self.feature_loss.weights.tolist())})
+        # the same on every rank (pooled in end_epoch): nothing to reduce
+        self.log_dict({f"loss_weight/{m + 1}": w for m, w in enumerate(self.feature_loss.weights.tolist())},
+                      rank_zero_only=True)

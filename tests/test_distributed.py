@@ -1,0 +1,98 @@
+"""Training on several processes (DDP) in bf16 mixed precision, as a multi-GPU run would.
+
+The processes here are CPU processes over gloo (no GPU on CI); Lightning's ``ddp`` strategy
+relaunches its command line as rank 1, so the run is a ``zoo fit`` subprocess, never pytest itself.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+from olah_server import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_feature_loss_weights_are_pooled_across_processes(tmp_path):
+    """Each rank measures the last warm-up epoch on its own share of the data; the weights every
+    rank fixes are those of the pooled epoch (Eq. 1's lambda_m), the same on all ranks."""
+    script = tmp_path / "pool.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, sys, torch
+        import torch.distributed as dist
+        from zoo.models.feature_loss import DeepFeatureLoss
+
+        def worker(rank):
+            dist.init_process_group("gloo", rank=rank, world_size=2)
+            loss = DeepFeatureLoss(None, n_layers=3, warmup_epochs=2)
+            # rank 0 saw three batches, rank 1 one, with other distances per layer
+            sums = {{0: [3.0, 6.0, 9.0], 1: [4.0, 1.0, 1.0]}}[rank]
+            loss.epoch_sums.copy_(torch.tensor(sums))
+            loss.epoch_count.fill_({{0: 3, 1: 1}}[rank])
+            loss.end_epoch(1)
+            torch.save({{"weights": loss.weights, "fixed": loss.weights_fixed}}, os.path.join(sys.argv[1], f"rank{{rank}}.pt"))
+            dist.destroy_process_group()
+
+        if __name__ == "__main__":
+            os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="{free_port()}")
+            torch.multiprocessing.spawn(worker, nprocs=2)
+    """))
+    result = subprocess.run([sys.executable, str(script), str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    means = torch.tensor([7.0, 7.0, 10.0]) / 4  # the pooled epoch: 4 batches
+    expected = means.mean() / means
+    for state in ranks:
+        assert bool(state["fixed"])
+        assert torch.allclose(state["weights"], expected)
+    # each rank's own epoch would have given other weights
+    own = torch.tensor([1.0, 2.0, 3.0])
+    assert not torch.allclose(ranks[0]["weights"], own.mean() / own)
+
+
+def test_feature_loss_can_trains_on_two_processes_in_bf16_mixed_precision(tmp_path):
+    """A real ``zoo fit`` of the feature-loss CAN on real mixtures, ``--trainer.strategy ddp
+    --trainer.devices 2 --trainer.precision bf16-mixed``: each process reads half of every epoch,
+    the loss weights are fixed after the warm-up epoch, and the checkpoint is the run's."""
+    env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "MASTER_PORT": str(free_port())}
+    train_size, batch_size = 16, 2
+    result = subprocess.run([
+        sys.executable, "-m", "zoo.cli", "fit", "--config", "recipes/can/debug.yaml",
+        "--model", "zoo.models.feature_loss.FeatureLossCAN", "--model.init_args.width", "8",
+        "--model.init_args.dilations", "[1, 2, 1]", "--model.init_args.warmup_epochs", "1",
+        "--model.init_args.lr", "0.001",
+        "--trainer.max_epochs", "2", "--trainer.strategy", "ddp", "--trainer.devices", "2",
+        "--trainer.precision", "bf16-mixed",
+        "--data.init_args.train_size", str(train_size), "--data.init_args.batch_size", str(batch_size),
+        "--data.init_args.crop_seconds", "0.5",
+        "--trainer.default_root_dir", str(tmp_path), "--trainer.logger.init_args.save_dir", str(tmp_path),
+    ], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "Using bfloat16 Automatic Mixed Precision" in output
+    assert "Starting with 2 processes" in output
+
+    version = tmp_path / "lightning_logs" / "version_0"
+    rows = list(csv.DictReader((version / "metrics.csv").open()))
+    steps = Counter(int(r["epoch"]) for r in rows if r.get("train/loss"))
+    per_process = train_size // (batch_size * 2)
+    assert steps == {0: per_process, 1: per_process}  # the data is split between the processes
+    losses = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
+    assert all(0 < x < float("inf") for x in losses)
+    logged = [[float(r[f"loss_weight/{m}"]) for m in range(1, 7)] for r in rows if r.get("loss_weight/1")]
+    assert len(logged) == 2 and logged[0] == logged[1]  # fixed after epoch 0
+
+    checkpoint = torch.load(next((version / "checkpoints").glob("*.ckpt")), weights_only=True)
+    assert checkpoint["global_step"] == 2 * per_process
+    state = checkpoint["state_dict"]
+    assert bool(state["feature_loss.weights_fixed"])
+    assert torch.allclose(state["feature_loss.weights"], torch.tensor(logged[0]))
+    assert state["network.body.0.weight"].dtype == torch.float32  # mixed precision keeps fp32 weights
