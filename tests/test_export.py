@@ -137,3 +137,61 @@ def test_kept_training_state_resumes_where_it_stopped(tmp_path):
                              str(tmp_path / "card")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((tmp_path / "card" / "training.json").read_text())["data_changes"] == [change]
+
+
+def _tiny_fit(model, root, max_steps, callbacks=(), ckpt_path=None):
+    data = Mixtures(speech=["speech/ljspeech"], noise=["noise/noisex/white.flac"], val_speech=["speech/ljspeech"],
+                    val_noise=["noise/noisex/white.flac"], crop_seconds=0.25, batch_size=2, train_size=4,
+                    val_size=2, max_files=4)
+    trainer = L.Trainer(max_steps=max_steps, max_time="00:00:10:00", default_root_dir=root,
+                        logger=L.pytorch.loggers.CSVLogger(root), enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, callbacks=list(callbacks))
+    trainer.fit(model, data, ckpt_path=ckpt_path)
+    return root / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+
+
+def test_a_card_says_what_a_widened_run_started_from_even_after_that_card_is_replaced(tmp_path):
+    """``StartFrom(widen=True)`` keeps the source's training record (steps, hours, width) in every
+    checkpoint; export puts it on the new card with the hours of both runs, also after the source
+    card has been overwritten (as publishing the widened run overwrites it) and after a resume."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from zoo.export import export_denoiser
+    from zoo.train import StartFrom
+
+    torch.manual_seed(0)
+    save_last = lambda: ModelCheckpoint(save_last=True)  # noqa: E731
+    narrow = _tiny_fit(ContextAggregationDenoiser(width=4, dilations=[1, 2, 1]), tmp_path / "narrow", 2, [save_last()])
+    card = export_denoiser(narrow, "can-l1", out=tmp_path / "card", hardware="the narrow machine")
+    narrow_record = json.loads((card / "training.json").read_text())
+    assert narrow_record["global_step"] == 2 and narrow_record["training_seconds"] > 0
+
+    wide = ContextAggregationDenoiser(width=6, dilations=[1, 2, 1])
+    run = _tiny_fit(wide, tmp_path / "wide", 2, [StartFrom(str(card), widen=True), save_last()])
+    lineage = torch.load(run, weights_only=True)["callbacks"]["StartFrom"]
+    assert lineage["width"] == 4 and lineage["widened_to"] == 6 and lineage["global_step"] == 2
+    assert lineage["hardware"] == "the narrow machine" and lineage["hours"] == narrow_record["hours"]
+
+    # the wide run is published into the card it started from; resuming it afterwards must not
+    # take the new card (itself) for its origin
+    export_denoiser(run, "can-l1", out=card, hardware="the wide machine")
+    resumed = _tiny_fit(ContextAggregationDenoiser(width=6, dilations=[1, 2, 1]), tmp_path / "resumed", 4,
+                        [StartFrom(str(card), widen=True), save_last()], ckpt_path=run)
+    assert torch.load(resumed, weights_only=True)["callbacks"]["StartFrom"] == lineage
+    export_denoiser(resumed, "can-l1", out=card, hardware="the wide machine")
+    record = json.loads((card / "training.json").read_text())
+    assert record["global_step"] == 4 and record["started_from"] == lineage
+    section = training_section(card)
+    assert (f"- Started from: `{card}` (W=4, 2 steps, {narrow_record['hours']:.2f} h on the narrow machine), "
+            "widened to W=6 (Net2WiderNet: the same output) before this run") in section
+    assert f"{record['hours']:.2f} h in this run, {record['hours'] + narrow_record['hours']:.2f} h with the" in section
+
+    # a checkpoint from before StartFrom kept this: the source card is named on the command line
+    other = tmp_path / "other"
+    result = subprocess.run([sys.executable, "-m", "zoo.export", str(narrow), "--model", "can-l1", "--out",
+                             str(other), "--started-from", str(tmp_path / "missing")], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "has no training.json: pass the card folder" in result.stderr
+    assert not other.exists()  # nothing written before the error
+    export_denoiser(narrow, "can-l1", out=other, started_from=card)
+    assert json.loads((other / "training.json").read_text())["started_from"]["global_step"] == 4

@@ -85,6 +85,33 @@ def _decay_segments(decay: dict) -> str:
     return ", then ".join(f"to {final:g} from step {start} to {end}" for final, start, end in segments)
 
 
+def _lineage(started: dict) -> str:
+    """``feature-loss-can (W=32, 16589 steps, 10.23 h on CPU ...), widened to W=64``: what a run
+    started from (``zoo.train.StartFrom``), and what that started from, in turn."""
+    details = [f"W={started['width']}"] if "width" in started else []
+    if started.get("global_step") is not None:
+        details.append(f"{started['global_step']} steps")
+    where = f" on {started['hardware']}" if started.get("hardware") else ""
+    if "hours" in started or where:
+        details.append((f"{started['hours']:.2f} h" if "hours" in started else "trained") + where)
+    text = f"`{started.get('model')}`" + (f" ({', '.join(details)})" if details else "")
+    if started.get("widened_to"):
+        text += f", widened to W={started['widened_to']} (Net2WiderNet: the same output) before this run"
+    if started.get("started_from"):
+        text += "; that run started from " + _lineage(started["started_from"])
+    return text
+
+
+def lineage_hours(record: dict) -> float | None:
+    """Training hours of a run and of every run it started from, or None if one is not recorded."""
+    hours, link = 0.0, record
+    while link:
+        if "hours" not in link:
+            return None
+        hours, link = hours + link["hours"], link.get("started_from")
+    return hours
+
+
 def training_section(folder) -> str:
     """What a card must say about training (data, hours, hardware), from the ``training.json``
     that ``python -m zoo.export`` wrote from the run's own checkpoint and logs."""
@@ -97,7 +124,8 @@ def training_section(folder) -> str:
              f"- Data{' (at the last step)' if changes else ''}: {_data_summary(record.get('data'))}",
              *([f"- Data changes: {_data_changes(changes)}"] if changes else []),
              f"- Steps: {record.get('global_step')} ({record.get('epochs', 0) + 1} epochs)",
-             f"- Training time: {record['hours']:.2f} h" if "hours" in record else "- Training time: not recorded",
+             *([f"- Started from: {_lineage(record['started_from'])}"] if record.get("started_from") else []),
+             _training_time(record),
              f"- Hardware: {record.get('hardware', 'not recorded')}"]
     rate = record.get("learning_rate")
     if rate:
@@ -114,6 +142,14 @@ def training_section(folder) -> str:
         lines.append(f"- Note: {record['note']}")
     figure = "\n\n![training loss and validation SI-SDR](training.png)" if (path.parent / "training.png").is_file() else ""
     return "\n## Training\n\n" + "\n".join(lines) + figure + "\n"
+
+
+def _training_time(record: dict) -> str:
+    if "hours" not in record:
+        return "- Training time: not recorded"
+    total = lineage_hours(record) if record.get("started_from") else None
+    return f"- Training time: {record['hours']:.2f} h" + (
+        f" in this run, {total:.2f} h with the training it started from" if total is not None else "")
 
 
 def _bold(text: str, bold: bool) -> str:

@@ -135,6 +135,9 @@ def training_record(checkpoint_path: Path, checkpoint: dict, recipe: str | None,
     changes = data_changes(checkpoint_path)
     if changes:
         record["data_changes"] = changes
+    lineage = checkpoint.get("callbacks", {}).get("StartFrom")
+    if lineage:
+        record["started_from"] = lineage
     rows = run_metrics(checkpoint_path) if rows is None else rows
     if rows:
         val = [r for r in rows if r.get("val/si_sdr")]
@@ -148,6 +151,24 @@ def training_record(checkpoint_path: Path, checkpoint: dict, recipe: str | None,
             if values:
                 record[key.replace("/", "_")] = values[-1]
     return record
+
+
+def card_lineage(folder) -> dict:
+    """What ``zoo.train.StartFrom`` records about its source, read from a card folder instead: for
+    a run whose checkpoints predate that record (``--started-from``)."""
+    from .hub import read_config
+    from .train import LINEAGE_KEYS
+
+    folder = Path(folder)
+    if not (folder / TRAINING_NAME).is_file():
+        raise FileNotFoundError(f"{folder} has no {TRAINING_NAME}: pass the card folder the run started from")
+    training = json.loads((folder / TRAINING_NAME).read_text())
+    lineage = {"model": folder.name, "source": f"local folder {folder}"}
+    width = (read_config(folder).get("init_args") or {}).get("width")
+    if width is not None:
+        lineage["width"] = width
+    lineage.update({key: training[key] for key in LINEAGE_KEYS if key in training})
+    return lineage
 
 
 def learning_rate_record(config: dict) -> dict | None:
@@ -180,7 +201,9 @@ def validation_input_si_sdr(data: dict | None) -> float | None:
 
 
 def export_denoiser(checkpoint_path, name: str, out=None, recipe: str | None = None, hours: float | None = None,
-                    hardware: str | None = None, earlier_metrics: list[Path] = ()) -> Path:
+                    hardware: str | None = None, earlier_metrics: list[Path] = (), started_from=None) -> Path:
+    """``started_from``: the card folder the run started from (``zoo.train.StartFrom``), for a
+    checkpoint that does not record it; read before the card folder is written, which may be it."""
     checkpoint_path = Path(checkpoint_path)
     entry = get_entry(name)
     checkpoint = _load_checkpoint(checkpoint_path)
@@ -188,11 +211,13 @@ def export_denoiser(checkpoint_path, name: str, out=None, recipe: str | None = N
     missing, unexpected = model.load_state_dict(checkpoint["state_dict"], strict=False)
     if missing:
         raise RuntimeError(f"{checkpoint_path} lacks weights for {name}: {missing[:5]}")
-    folder = save_pretrained(model.eval(), out or entry.card_path, name=name)
     rows = run_metrics(checkpoint_path, [Path(p) for p in earlier_metrics])
     record = training_record(checkpoint_path, checkpoint, recipe, hardware, rows)
+    if started_from is not None:
+        record["started_from"] = card_lineage(started_from)
     if hours is not None:
         record["hours"] = hours
+    folder = save_pretrained(model.eval(), out or entry.card_path, name=name)
     reference = validation_input_si_sdr(record.get("data"))
     if reference is not None:
         record["val_input_si_sdr_db"] = round(reference, 3)
@@ -278,6 +303,8 @@ def main(argv=None) -> None:
     parser.add_argument("--note", default=None, help="a sentence for the card's training section")
     parser.add_argument("--earlier-metrics", nargs="*", type=Path, default=[],
                         help="metrics.csv files of the sessions this run resumed from, oldest first")
+    parser.add_argument("--started-from", type=Path, default=None, metavar="CARD",
+                        help="the card folder a StartFrom run started from, if its checkpoint does not record it")
     parser.add_argument("--keep-state", type=Path, default=None, metavar="FOLDER",
                         help="also copy checkpoint, config and stitched logs there, to resume later (training/NAME)")
     args = parser.parse_args(argv)
@@ -285,7 +312,7 @@ def main(argv=None) -> None:
         folder = export_feature_loss_net(args.checkpoint, args.out, args.recipe, args.hours, args.hardware)
     else:
         folder = export_denoiser(args.checkpoint, args.model, args.out, args.recipe, args.hours, args.hardware,
-                                 args.earlier_metrics)
+                                 args.earlier_metrics, args.started_from)
     if args.keep_state:
         save_training_state(args.checkpoint, args.keep_state, args.earlier_metrics)
     if args.note:

@@ -23,7 +23,11 @@ class StartFrom(Callback):
               init_args: {model: feature-loss-can}
 
     The weights are copied in Lightning's ``setup`` hook, before ``--ckpt_path`` is restored, so
-    resuming an interrupted fine-tuning run continues from its own checkpoint. The recipe's model
+    resuming an interrupted fine-tuning run continues from its own checkpoint. What the run started
+    from (the source, its width, and the steps, hours and hardware of its card's ``training.json``)
+    is kept in every checkpoint as this callback's state, so that ``python -m zoo.export`` can say
+    on the new card how much training lies behind it, even after the card it started from has been
+    replaced (a resumed run keeps the lineage of its first session, not the card of the day). The recipe's model
     must be the same class with the same shapes as the published one, except with
     ``widen: true``: then a context aggregation network narrower than the recipe's is first widened
     to the recipe's width by :meth:`ContextAggregationNetwork.widened`, which keeps its output
@@ -32,6 +36,13 @@ class StartFrom(Callback):
 
     def __init__(self, model: str, revision: str | None = None, widen: bool = False):
         self.model, self.revision, self.widen = model, revision, widen
+        self.lineage: dict = {}
+
+    def state_dict(self) -> dict:
+        return dict(self.lineage)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.lineage = dict(state_dict)
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if stage != "fit":
@@ -42,8 +53,10 @@ class StartFrom(Callback):
         if type(source) is not type(pl_module):
             raise ValueError(f"StartFrom({self.model!r}) is a {type(source).__name__} but the recipe trains a "
                              f"{type(pl_module).__name__}: set the recipe's model class_path to match")
+        self.lineage = source_lineage(self.model, source)
         if self.widen:
             self._widen(source, pl_module)
+            self.lineage["widened_to"] = pl_module.network.body[0].out_channels
         theirs, ours = source.state_dict(), pl_module.state_dict()
         mismatched = [k for k in theirs if k in ours and theirs[k].shape != ours[k].shape]
         if mismatched:
@@ -68,6 +81,27 @@ class StartFrom(Callback):
         if ours > theirs:
             source.network = network.widened(ours)
             print(f"widened {self.model} from W={theirs} to W={ours} (same output)")
+
+
+# What a card needs about the training behind the weights a run started from.
+LINEAGE_KEYS = ("global_step", "epochs", "hours", "hardware", "recipe", "started_from")
+
+
+def source_lineage(name: str, source) -> dict:
+    """``{"model", "source", "width", <LINEAGE_KEYS of its training.json>}`` of a loaded model."""
+    import json
+    from pathlib import Path
+
+    lineage = {"model": name, "source": getattr(source, "zoo_source", name)}
+    network = getattr(source, "network", None)
+    if network is not None and hasattr(network, "body"):
+        lineage["width"] = network.body[0].out_channels
+    folder = getattr(source, "zoo_folder", None)
+    record = Path(folder) / "training.json" if folder else None
+    if record is not None and record.is_file():
+        training = json.loads(record.read_text())
+        lineage.update({key: training[key] for key in LINEAGE_KEYS if key in training})
+    return lineage
 
 
 class CompileNetwork(Callback):
