@@ -1,3 +1,4 @@
+import json
 
 
 def test_widened_network_computes_the_same_output_and_breaks_symmetry():
@@ -34,9 +35,10 @@ def test_widened_network_computes_the_same_output_and_breaks_symmetry():
         raise AssertionError("narrowing must be refused")
 
 
-def test_starting_from_the_published_w32_weights_at_the_papers_width():
-    """``StartFrom("feature-loss-can", widen=True)`` into a W=64 recipe: the network the run starts
-    from enhances real noisy speech as the published W=32 weights do."""
+def test_starting_from_published_w32_weights_at_the_papers_width():
+    """``StartFrom("can-l1", widen=True)`` into a W=64 recipe: the network the run starts from
+    enhances real noisy speech as the published W=32 weights do (feature-loss-can went from W=32 to
+    W=64 this way; can-l1 is still W=32)."""
     import numpy as np
     import pytest
     import soundfile as sf
@@ -44,16 +46,19 @@ def test_starting_from_the_published_w32_weights_at_the_papers_width():
 
     import zoo
     from conftest import EXAMPLE_NOISY
-    from zoo.models.feature_loss import FeatureLossCAN
+    from zoo.models.can import ContextAggregationDenoiser
     from zoo.models.wiener import WienerFilter
     from zoo.train import StartFrom
 
-    published = zoo.load("feature-loss-can")
+    published = zoo.load("can-l1")
     assert published.hparams.width == 32
-    wide = FeatureLossCAN(width=64, loss_network="feature-loss-net")
-    StartFrom("feature-loss-can", widen=True).setup(None, wide, "fit")
+    wide = ContextAggregationDenoiser(**{**published.hparams, "width": 64})
+    start = StartFrom("can-l1", widen=True)
+    start.setup(None, wide, "fit")
     assert wide.network.body[0].out_channels == 64
-    assert torch.equal(wide.feature_loss.weights, published.feature_loss.weights)
+    assert start.state_dict()["width"] == 32 and start.state_dict()["widened_to"] == 64
+    assert start.state_dict()["global_step"] == json.loads((published.zoo_folder / "training.json").read_text())[
+        "global_step"]  # what the run starts from, for the card of what it becomes
     noisy = torch.from_numpy(sf.read(str(EXAMPLE_NOISY), dtype="float32")[0][None, : 3 * 16000])
     wide.eval()
     with torch.no_grad():
@@ -62,8 +67,8 @@ def test_starting_from_the_published_w32_weights_at_the_papers_width():
     assert error < 1e-8, error  # the same output, to float rounding
     assert not np.allclose(wide.network.body[3].weight[:, 32:].detach(), 0)  # the new channels are used
 
-    narrow = FeatureLossCAN(width=16, loss_network="feature-loss-net")
+    narrow = ContextAggregationDenoiser(**{**published.hparams, "width": 16})
     with pytest.raises(ValueError, match="width 16 is below the published 32"):
-        StartFrom("feature-loss-can", widen=True).setup(None, narrow, "fit")
+        StartFrom("can-l1", widen=True).setup(None, narrow, "fit")
     with pytest.raises(ValueError, match="only context aggregation networks can be widened"):
         StartFrom("wiener", widen=True).setup(None, WienerFilter(), "fit")

@@ -195,3 +195,6 @@ def test_a_card_says_what_a_widened_run_started_from_even_after_that_card_is_rep
     assert not other.exists()  # nothing written before the error
     export_denoiser(narrow, "can-l1", out=other, started_from=card)
     assert json.loads((other / "training.json").read_text())["started_from"]["global_step"] == 4
+    assert "widened_to" not in json.loads((other / "training.json").read_text())["started_from"]
+    third = export_denoiser(run, "can-l1", out=tmp_path / "third", started_from=other)  # W=4 card -> W=6 run
+    assert json.loads((third / "training.json").read_text())["started_from"]["widened_to"] == 6

@@ -215,6 +215,9 @@ def export_denoiser(checkpoint_path, name: str, out=None, recipe: str | None = N
     record = training_record(checkpoint_path, checkpoint, recipe, hardware, rows)
     if started_from is not None:
         record["started_from"] = card_lineage(started_from)
+        width = getattr(getattr(model, "hparams", {}), "get", lambda *_: None)("width")
+        if width and record["started_from"].get("width") and width > record["started_from"]["width"]:
+            record["started_from"]["widened_to"] = width  # StartFrom(widen=True) would have recorded it
     if hours is not None:
         record["hours"] = hours
     folder = save_pretrained(model.eval(), out or entry.card_path, name=name)
