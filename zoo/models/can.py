@@ -167,7 +167,9 @@ class ContextAggregationNetwork(nn.Module):
         for conv, norm, act in zip(layers[0::3], layers[1::3], layers[2::3]):
             scale, shift = norm.folded()
             x = F.conv1d(x, conv.weight * scale[:, None, None], shift, dilation=conv.dilation, padding=conv.padding)
-            x = F.leaky_relu(x, act.negative_slope)
+            # in place: the convolution's output is a fresh tensor, and at W=64 a second one per
+            # layer costs a quarter of the inference time (memory traffic, not arithmetic)
+            x = F.leaky_relu(x, act.negative_slope, inplace=True)
         return x
 
 
