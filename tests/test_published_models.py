@@ -79,8 +79,19 @@ def test_training_records_state_what_the_card_says(name):
     folder = get_entry(name).card_path
     record = json.loads((folder / "training.json").read_text())
     card = (folder / "README.md").read_text()
-    assert record["recipe"] == f"recipes/{name}/shared-data.yaml"
+    # the shared-data recipe is behind every published CAN, directly or in what its run started from
+    recipes, link = [], record
+    while link:
+        recipes.append(link.get("recipe"))
+        link = link.get("started_from")
+    assert f"recipes/{name}/shared-data.yaml" in recipes and all((PROJECT_ROOT / r).is_file() for r in recipes)
     assert f"Training time: {record['hours']:.2f} h" in card and f"Steps: {record['global_step']}" in card
+    if record.get("started_from"):  # feature-loss-can: the W=32 run it was widened from
+        started = record["started_from"]
+        assert f"- Started from: `{started['model']}` (W={started['width']}, {started['global_step']} steps" in card
+        assert f"{record['hours'] + started['hours']:.2f} h with the training it started from" in card
+        for entry in started.get("data_changes", []):
+            assert f"from step {entry['from_step']}, " in card
     assert record["global_step"] > 0 and record["hardware"] in card and "](training.png)" in card
     # a data setting changed by a resumed session is on the card, as the kept training state records it
     kept = json.loads((PROJECT_ROOT / "training" / name / "data_changes.json").read_text())

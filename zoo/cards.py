@@ -95,6 +95,10 @@ def _lineage(started: dict) -> str:
     if "hours" in started or where:
         details.append((f"{started['hours']:.2f} h" if "hours" in started else "trained") + where)
     text = f"`{started.get('model')}`" + (f" ({', '.join(details)})" if details else "")
+    if started.get("recipe"):
+        text += f", recipe `{started['recipe']}`"
+    if started.get("data_changes"):
+        text += f" (data changes: {_data_changes(started['data_changes'])})"
     if started.get("widened_to"):
         text += f", widened to W={started['widened_to']} (Net2WiderNet: the same output) before this run"
     if started.get("started_from"):

@@ -84,7 +84,7 @@ class StartFrom(Callback):
 
 
 # What a card needs about the training behind the weights a run started from.
-LINEAGE_KEYS = ("global_step", "epochs", "hours", "hardware", "recipe", "started_from")
+LINEAGE_KEYS = ("global_step", "epochs", "hours", "hardware", "recipe", "data_changes", "started_from")
 
 
 def source_lineage(name: str, source) -> dict:
