@@ -164,7 +164,7 @@ def test_a_card_says_what_a_widened_run_started_from_even_after_that_card_is_rep
     narrow = _tiny_fit(ContextAggregationDenoiser(width=4, dilations=[1, 2, 1]), tmp_path / "narrow", 2, [save_last()])
     card = export_denoiser(narrow, "can-l1", out=tmp_path / "card", hardware="the narrow machine")
     narrow_record = json.loads((card / "training.json").read_text())
-    assert narrow_record["global_step"] == 2 and narrow_record["training_seconds"] > 0
+    assert narrow_record["global_step"] == 2 and narrow_record["training_seconds"] >= 0  # from its Timer: 2 tiny steps can round to 0.0 s
 
     wide = ContextAggregationDenoiser(width=6, dilations=[1, 2, 1])
     run = _tiny_fit(wide, tmp_path / "wide", 2, [StartFrom(str(card), widen=True), save_last()])
