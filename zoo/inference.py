@@ -129,11 +129,30 @@ def _cat(pieces: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(pieces, dim=-1)
 
 
-def enhance_stream(model, sample_rate: int) -> Chain:
-    """The one waveform path: input rate -> model rate -> model -> input rate."""
+class WholeSignalStream:
+    """Holds the whole input and runs ``fn`` on it at the end: for models whose every output depends
+    on the whole input (statistics of the input), used only where the input is one block long."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]):
+        self.fn, self.pieces = fn, []
+
+    def push(self, block: torch.Tensor) -> torch.Tensor:
+        self.pieces.append(block)
+        return block.new_zeros(block.shape[0], 0)
+
+    def flush(self) -> torch.Tensor:
+        if not self.pieces:
+            return torch.zeros(1, 0)
+        wave, self.pieces = torch.cat(self.pieces, dim=-1), []
+        return self.fn(wave)
+
+
+def enhance_stream(model, sample_rate: int, statistics=None) -> Chain:
+    """The one waveform path: input rate -> model rate -> model -> input rate. ``statistics``: the
+    whole input's, for models that normalise with them (``DenoiserModule.needs_input_statistics``)."""
     return Chain(
         resampler_stream(sample_rate, model.sample_rate),
-        model.stream(),
+        model.stream() if statistics is None else model.stream(statistics),
         resampler_stream(model.sample_rate, sample_rate),
     )
 

@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import audio
-from .inference import OverlapStream, enhance_stream, exact_length, run_stream, split_blocks
+from .inference import OverlapStream, enhance_stream, exact_length, resampler_stream, run_stream, split_blocks
 
 #: every DenoiserModule subclass by class name: what a config.json's "architecture" may name.
 ARCHITECTURES: dict[str, type["DenoiserModule"]] = {}
@@ -64,16 +64,43 @@ class DenoiserModule(L.LightningModule):
         self.log("val/si_sdr", _si_sdr(enhanced, batch["clean"]).mean(), batch_size=size, sync_dist=True)
 
     # ---- inference ------------------------------------------------------------------------
-    def stream(self):
+    @property
+    def needs_input_statistics(self) -> bool:
+        """True when the output depends on statistics of the whole input (the released CAN
+        normalises every layer with the input's own mean and variance). ``enhance`` and
+        ``enhance_file`` then measure them first, in passes over the input that hold a block at a
+        time (:meth:`measure_input_statistics`), and stream with them; an input no longer than
+        one block is processed in one piece instead."""
+        return False
+
+    def measure_input_statistics(self, blocks):
+        """Statistics of a whole input for :meth:`stream`; ``blocks()`` returns a fresh iterator
+        of [C, n] blocks of it at the model's rate (as many passes as the model needs)."""
+        raise NotImplementedError(f"{type(self).__name__} does not use input statistics")
+
+    def stream(self, statistics=None):
         """A stream equal to ``forward`` on the whole signal (see ``zoo.inference``)."""
         if self.context_samples is None:
             raise NotImplementedError(
                 f"{type(self).__name__} must set context_samples or override stream()")
         return OverlapStream(self._forward_eval, self.context_samples)
 
-    def _forward_eval(self, wave: torch.Tensor) -> torch.Tensor:
+    def _forward_eval(self, wave: torch.Tensor, *args) -> torch.Tensor:
         with torch.inference_mode():
-            return self(wave.to(self.device, torch.float32)).float().cpu()
+            return self(wave.to(self.device, torch.float32), *args).float().cpu()
+
+    def _statistics_for(self, blocks, rate: int, length: int, block: int, progress: bool):
+        """The whole input's statistics when the model needs them and the input spans several blocks."""
+        if not self.needs_input_statistics or length <= block:
+            return None
+
+        def at_model_rate():
+            return run_stream(resampler_stream(rate, self.sample_rate), blocks())
+
+        if progress:
+            print(f"measuring the input's statistics ({type(self).__name__} normalises with them): "
+                  "one pass per layer", flush=True)
+        return self.measure_input_statistics(at_model_rate)
 
     def enhance(self, wave, sample_rate: int, *, chunk_seconds: float = 30.0, progress: bool = False):
         """Enhance a numpy array or torch tensor, ``[T]`` or channels-first ``[C, T]``, at any rate.
@@ -85,10 +112,12 @@ class DenoiserModule(L.LightningModule):
         sample_rate = audio.check_sample_rate(sample_rate)
         tensor, meta = audio.to_float_tensor(wave)
         block = max(1, int(chunk_seconds * sample_rate))
+        statistics = self._statistics_for(lambda: split_blocks(tensor, block), sample_rate, tensor.shape[-1], block,
+                                          progress)
         blocks = split_blocks(tensor, block)
         if progress:
             blocks = tqdm(blocks, total=-(-tensor.shape[-1] // block), unit="chunk", desc="enhance")
-        pieces = exact_length(run_stream(enhance_stream(self, sample_rate), blocks), tensor.shape[-1])
+        pieces = exact_length(run_stream(enhance_stream(self, sample_rate, statistics), blocks), tensor.shape[-1])
         out = torch.cat(list(pieces), dim=-1)
         return audio.from_float_tensor(out, meta)
 
@@ -105,13 +134,19 @@ class DenoiserModule(L.LightningModule):
             rate, channels = reader.samplerate, reader.channels
             subtype = audio.output_subtype(reader.subtype, dst)
             block = max(1, int(chunk_seconds * rate))
+
+            def reread():
+                with audio.open_audio(src) as again:
+                    yield from audio.iter_blocks(again, block)
+
+            statistics = self._statistics_for(reread, rate, reader.frames, block, progress)
             blocks = audio.iter_blocks(reader, block)
             if progress:
                 blocks = tqdm(blocks, total=-(-reader.frames // block), unit="chunk", desc=src.name, leave=False)
             with audio.atomic_output(dst) as temporary:
                 with sf.SoundFile(temporary, "w", samplerate=rate, channels=channels, subtype=subtype,
                                   format=audio.format_for(dst)) as writer:
-                    pieces = run_stream(enhance_stream(self, rate), blocks)
+                    pieces = run_stream(enhance_stream(self, rate, statistics), blocks)
                     for piece in exact_length(pieces, reader.frames):
                         audio.write_block(writer, piece)
         return dst

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..inference import OverlapStream, WholeSignalStream
 from ..module import DenoiserModule
 from ..registry import register
 
@@ -36,44 +37,74 @@ SHARED_DATA = ("LibriSpeech + LJSpeech x Speech Commands + NOISEX noise and babb
 PAPER_DILATIONS = tuple(2**k for k in range(13)) + (1,)
 
 
+NORMALIZATIONS = ("batch", "input", "calibrated")
+
+
 class AdaptiveNorm(nn.Module):
     """``alpha * x + beta * BN(x)`` with scalar alpha, beta per layer (sec. II-A b)."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, eps: float = 1e-5):
         super().__init__()
         self.alpha = nn.Parameter(torch.ones(()))
         self.beta = nn.Parameter(torch.zeros(()))
-        self.bn = nn.BatchNorm1d(channels)
+        self.bn = nn.BatchNorm1d(channels, eps=eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.alpha * x + self.beta * self.bn(x)
 
-    def folded(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """With the batch statistics frozen (eval mode) the layer is the per-channel affine map
-        ``scale * x + shift``; returns (scale, shift) so it can be folded into the convolution."""
+    def affine_for(self, mean: torch.Tensor, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scale, shift) of the layer when BN uses the statistics ``mean``, ``var`` (any leading
+        shape, channels last): ``alpha * x + beta * BN(x) = scale * x + shift``."""
         bn = self.bn
-        inv_std = torch.rsqrt(bn.running_var + bn.eps)
+        inv_std = torch.rsqrt(var + bn.eps)
         gamma = bn.weight if bn.affine else torch.ones_like(inv_std)
         bias = bn.bias if bn.affine else torch.zeros_like(inv_std)
         scale = self.alpha + self.beta * gamma * inv_std
-        shift = self.beta * (bias - gamma * bn.running_mean * inv_std)
+        shift = self.beta * (bias - gamma * mean * inv_std)
         return scale, shift
+
+    def folded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """With the batch statistics frozen (eval mode) the layer is the per-channel affine map
+        ``scale * x + shift``; returns (scale, shift) so it can be folded into the convolution."""
+        return self.affine_for(self.bn.running_mean, self.bn.running_var)
 
 
 class ContextAggregationNetwork(nn.Module):
-    """wave [B, T] -> wave [B, T]; output sample t sees inputs t - context .. t + context."""
+    """wave [B, T] -> wave [B, T]; output sample t sees inputs t - context .. t + context.
+
+    ``normalization`` says which statistics the batch normalisation inside each adaptive
+    normalisation uses:
+
+    - ``"batch"``: the zoo's CPU-trained CANs: statistics of the training batch, and the running
+      averages (folded into the convolutions) at inference.
+    - ``"input"``: the authors' released network. Their TensorFlow graph leaves
+      ``slim.batch_norm``'s ``is_training`` at True, in training and at inference, so every layer is
+      normalised with the mean and variance of the signal being processed (each batch row on its
+      own; their batches held one file). Their dilated layers are computed by reshaping the signal
+      into ``dilation`` interleaved phases after zero-padding it to a multiple of the dilation, and
+      the statistics are taken before the padding is cut off again: the ``(-T) mod dilation``
+      padding positions count, and so they do here (see :meth:`layer_output`). Statistics may be
+      given (``forward(wave, statistics)``, measured over a whole file in a first pass, see
+      :meth:`measure_statistics`); otherwise they are those of ``wave``.
+    - ``"calibrated"``: trains as ``"input"`` and keeps running averages of the per-row
+      statistics; at inference those fixed statistics are folded into the convolutions, so the
+      network streams like ``"batch"``.
+    """
 
     def __init__(self, width: int = 64, dilations: tuple[int, ...] = PAPER_DILATIONS, kernel_size: int = 3,
-                 wave_scale: float = 2.0**15):
+                 wave_scale: float = 2.0**15, normalization: str = "batch", norm_eps: float = 1e-5):
         super().__init__()
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, not {normalization!r}")
         self.wave_scale = float(wave_scale)
+        self.normalization = normalization
         layers = []
         channels = 1
         for dilation in dilations:
             layers += [
                 nn.Conv1d(channels, width, kernel_size, dilation=dilation,
                           padding=dilation * (kernel_size - 1) // 2, bias=False),
-                AdaptiveNorm(width),
+                AdaptiveNorm(width, norm_eps),
                 nn.LeakyReLU(0.2),
             ]
             channels = width
@@ -90,26 +121,127 @@ class ContextAggregationNetwork(nn.Module):
     def receptive_field(self) -> int:
         return 2 * self.context + 1
 
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+    def forward(self, wave: torch.Tensor, statistics: list | None = None) -> torch.Tensor:
         x = wave.unsqueeze(1) * self.wave_scale
-        x = self.body(x) if self.training else self._folded_body(x)
+        if self.normalization == "batch" or (self.normalization == "calibrated" and not self.training):
+            x = self.body(x) if self.training else self._folded_body(x)
+        else:
+            x = self._input_statistics_body(x, statistics)
         return self.output(x).squeeze(1) / self.wave_scale
 
     def forward_with_input_statistics(self, wave: torch.Tensor) -> torch.Tensor:
-        """The network as the authors' TensorFlow inference runs it: ``slim.batch_norm`` keeps its
-        default ``is_training=True`` there (and the moving averages are never restored), so every
-        layer is normalised with the mean and variance of the input being enhanced, not with the
-        running statistics of training. Running statistics are left untouched. This cannot stream
-        (each layer needs the whole input's activations), so the zoo's path folds the running
-        statistics instead; ``benchmarks/norm_statistics.py`` measures the difference."""
+        """The network as the authors' TensorFlow inference runs it, whatever ``normalization`` it
+        was built with: every layer normalised with the statistics of ``wave`` (each row its
+        own); running statistics are left untouched. ``benchmarks/norm_statistics.py`` compares
+        it with the folded running statistics of the zoo's CPU-trained weights."""
         x = wave.unsqueeze(1) * self.wave_scale
-        layers = list(self.body)
-        for conv, norm, act in zip(layers[0::3], layers[1::3], layers[2::3]):
-            x = conv(x)
-            bn = norm.bn
-            x = norm.alpha * x + norm.beta * F.batch_norm(x, None, None, bn.weight, bn.bias, training=True, eps=bn.eps)
-            x = act(x)
+        with _frozen_running_statistics(self):
+            x = self._input_statistics_body(x, None)
         return self.output(x).squeeze(1) / self.wave_scale
+
+    def layers(self):
+        """(convolution, adaptive normalisation, activation) per layer."""
+        body = list(self.body)
+        return list(zip(body[0::3], body[1::3], body[2::3]))
+
+    @staticmethod
+    def layer_output(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+        """The convolution as the authors' graph computes it: over the signal zero-padded at its end
+        to a multiple of the dilation (their dilation-by-reshape), so ``(-T) mod dilation`` extra
+        positions come out (each one the left tap applied to a sample ``dilation`` back); the
+        caller takes statistics over them and then keeps the first T."""
+        dilation = conv.dilation[0]
+        pad = (-x.shape[-1]) % dilation
+        if pad:
+            x = F.pad(x, (0, pad))
+        return F.conv1d(x, conv.weight, None, dilation=dilation, padding=conv.padding)
+
+    def _input_statistics_body(self, x: torch.Tensor, statistics: list | None) -> torch.Tensor:
+        length = x.shape[-1]
+        for i, (conv, norm, act) in enumerate(self.layers()):
+            y = self.layer_output(conv, x)
+            if statistics is not None:
+                mean, var = (s.to(y) for s in statistics[i])
+            else:
+                var, mean = torch.var_mean(y.float(), dim=-1, correction=0)  # in fp32 under autocast too
+                if self.training:
+                    bn = norm.bn
+                    with torch.no_grad():  # population statistics = averages of the per-row ones
+                        momentum = bn.momentum if bn.momentum is not None else 0.1
+                        bn.running_mean.lerp_(mean.detach().mean(0), momentum)
+                        bn.running_var.lerp_(var.detach().mean(0), momentum)
+                        bn.num_batches_tracked += 1
+            scale, shift = norm.affine_for(mean, var)
+            x = y[..., :length] * scale.unsqueeze(-1) + shift.unsqueeze(-1)
+            x = act(x)
+        return x
+
+    def measure_statistics(self, blocks) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per-layer (mean, var), each [B, W], of ``"input"`` normalisation over a signal seen only in
+        blocks, in bounded memory: one pass over the signal per layer, since layer k's statistics
+        need layers 0..k-1 normalised with theirs. ``blocks`` is a callable returning a fresh
+        iterator of [B, n] blocks of the same signal each time. Equals the statistics ``forward``
+        takes from the whole signal at once, padding positions included, to float rounding
+        (sums in float64)."""
+        from ..inference import Chain, OverlapStream, run_stream
+
+        statistics: list[tuple[torch.Tensor, torch.Tensor]] = []
+        layers = self.layers()
+        with torch.inference_mode():
+            for k, (conv, _, _) in enumerate(layers):
+                dilation = conv.dilation[0]
+                context = sum(c.dilation[0] for c, _, _ in layers[:k]) * (conv.kernel_size[0] - 1) // 2
+                # what enters layer k (exact: layers 0..k-1 with their whole-signal statistics)
+                entering = OverlapStream(lambda w, k=k: self._first_layers(w, statistics, k), context)
+                sums = squares = tail = None
+                count = 0
+                convolved = OverlapStream(lambda x, conv=conv: conv(x), dilation)
+                for x in run_stream(entering, blocks()):
+                    tail = x[..., -dilation:] if tail is None else torch.cat([tail, x], -1)[..., -dilation:]
+                    y = convolved.push(x)
+                    sums, squares, count = _accumulate(y, sums, squares, count)
+                y = convolved.flush()
+                sums, squares, count = _accumulate(y, sums, squares, count)
+                length = count
+                pad = (-length) % dilation
+                if pad:  # the padding positions of the authors' reshape: the left tap on x[t - dilation]
+                    tail = F.pad(tail, (dilation - tail.shape[-1], 0))  # signals shorter than the dilation
+                    y = F.conv1d(tail[..., :pad], conv.weight[..., :1])
+                    sums, squares, count = _accumulate(y, sums, squares, count)
+                mean = sums / count
+                var = (squares / count - mean * mean).clamp_min(0)
+                statistics.append((mean.float(), var.float()))
+        return statistics
+
+    def calibrate(self, waves) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Fixed statistics for ``"calibrated"`` normalisation from a calibration set, stored in the
+        batch-norm running buffers and returned. Layer by layer: layer k's statistics are the means,
+        over the set, of each signal's own mean and variance at layer k, with layers 0..k-1
+        already normalised by the calibrated statistics (as inference will run them), padding
+        positions counted as in ``"input"`` normalisation. ``waves``: 1-D tensors in [-1, 1]."""
+        xs = [w.reshape(1, 1, -1).float() * self.wave_scale for w in waves]
+        statistics = []
+        with torch.inference_mode():
+            for conv, norm, act in self.layers():
+                outputs = [self.layer_output(conv, x) for x in xs]
+                per_signal = [torch.var_mean(y, dim=-1, correction=0) for y in outputs]
+                var = torch.cat([v for v, _ in per_signal]).mean(0)
+                mean = torch.cat([m for _, m in per_signal]).mean(0)
+                norm.bn.running_mean.copy_(mean)
+                norm.bn.running_var.copy_(var)
+                scale, shift = norm.affine_for(mean, var)
+                xs = [act(y[..., :x.shape[-1]] * scale[:, None] + shift[:, None]) for x, y in zip(xs, outputs)]
+                statistics.append((mean, var))
+        return statistics
+
+    def _first_layers(self, wave: torch.Tensor, statistics: list, k: int) -> torch.Tensor:
+        """The activations entering layer ``k`` [B, W, T] (the scaled input [B, 1, T] for k = 0),
+        layers 0..k-1 normalised with ``statistics``."""
+        x = wave.unsqueeze(1) * self.wave_scale
+        for (conv, norm, act), (mean, var) in zip(self.layers()[:k], statistics):
+            scale, shift = norm.affine_for(mean.to(x), var.to(x))
+            x = act(conv(x) * scale.unsqueeze(-1) + shift.unsqueeze(-1))
+        return x
 
     def widened(self, width: int, seed: int = 0, jitter: float = 0.1) -> "ContextAggregationNetwork":
         """A copy at ``width`` channels that computes the same function (Net2WiderNet, Chen,
@@ -141,7 +273,8 @@ class ContextAggregationNetwork(nn.Module):
             return spread * fraction
 
         dilations = tuple(conv.dilation[0] for conv in convs)
-        wider = ContextAggregationNetwork(width, dilations, convs[0].kernel_size[0], self.wave_scale)
+        wider = ContextAggregationNetwork(width, dilations, convs[0].kernel_size[0], self.wave_scale, self.normalization,
+                                          layers[1].bn.eps)
         wide_layers = list(wider.body)
         with torch.no_grad():
             for i, (conv, norm) in enumerate(zip(convs, layers[1::3])):
@@ -173,17 +306,62 @@ class ContextAggregationNetwork(nn.Module):
         return x
 
 
+def _accumulate(y: torch.Tensor, sums, squares, count: int):
+    """Running per-row, per-channel sums of ``y`` [B, W, n] and of its squares, in float64."""
+    if y.dim() < 3 or y.shape[-1] == 0:
+        return sums, squares, count
+    y = y.double()
+    s, q = y.sum(-1), (y * y).sum(-1)
+    if sums is None:
+        return s, q, y.shape[-1]
+    return sums + s, squares + q, count + y.shape[-1]
+
+
+class _frozen_running_statistics:
+    """Context: a network's batch-norm running statistics come out as they went in."""
+
+    def __init__(self, network: nn.Module):
+        self.network = network
+
+    def __enter__(self):
+        self.saved = {k: v.clone() for k, v in self.network.state_dict().items() if "running" in k or "num_batches" in k}
+
+    def __exit__(self, *exc):
+        state = self.network.state_dict()
+        for key, value in self.saved.items():
+            state[key].copy_(value)
+
+
 class CANDenoiserBase(DenoiserModule):
     """A denoiser whose network is the CAN; subclasses choose the loss and save their own
     hyper-parameters (so that each config.json holds exactly its class's arguments)."""
 
-    def _build(self, width: int, dilations, kernel_size: int, sample_rate: int, wave_scale: float) -> None:
+    def _build(self, width: int, dilations, kernel_size: int, sample_rate: int, wave_scale: float,
+               normalization: str = "batch", norm_eps: float = 1e-5) -> None:
         self.sample_rate = sample_rate
-        self.network = ContextAggregationNetwork(width, tuple(dilations), kernel_size, wave_scale)
+        self.network = ContextAggregationNetwork(width, tuple(dilations), kernel_size, wave_scale, normalization,
+                                                 norm_eps)
         self.context_samples = self.network.context
 
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        return self.network(wave)
+    def forward(self, wave: torch.Tensor, statistics: list | None = None) -> torch.Tensor:
+        return self.network(wave, statistics)
+
+    @property
+    def needs_input_statistics(self) -> bool:
+        return self.network.normalization == "input"
+
+    def measure_input_statistics(self, blocks):
+        return self.network.measure_statistics(lambda: (b.to(self.device, torch.float32) for b in blocks()))
+
+    def stream(self, statistics=None):
+        """``"input"`` normalisation: with the whole input's statistics (measured first for inputs
+        longer than a block) every output has the finite receptive field again and streams like
+        the other modes; without them, the input is one block and is processed whole."""
+        if not self.needs_input_statistics:
+            return super().stream()
+        if statistics is None:
+            return WholeSignalStream(self._forward_eval)
+        return OverlapStream(lambda wave: self._forward_eval(wave, statistics), self.context_samples)
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)

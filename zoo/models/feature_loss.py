@@ -27,16 +27,36 @@ from .can import PAPER_DILATIONS, SHARED_DATA, CANDenoiserBase
 
 
 class FeatureLossNet(nn.Module):
-    """wave [B, T] -> per-layer features and per-task logits."""
+    """wave [B, T] -> per-layer features and per-task logits.
+
+    Two layouts of the same network:
+
+    - ``padding="symmetric"`` (the zoo's own pretrained ``feature-loss-net``): each layer is a
+      3-tap convolution with one zero each side, batch normalisation of the full-rate output,
+      LReLU, then every second sample kept.
+    - ``padding="tf_same"`` (the authors' network, ``feature-loss-net-germain2019``): a stride-2
+      convolution with TensorFlow's SAME padding (no zero on the left and one on the right for
+      an even length, one each side for an odd length), then batch normalisation and LReLU; the
+      last layer has stride 1. ``normalization="batch"`` uses the statistics of each call's batch,
+      as the authors' training did (their loss network ran with ``is_training=True``);
+      ``"running"`` uses the stored moving averages.
+    """
 
     def __init__(self, n_layers: int = 14, base_width: int = 32, double_every: int = 5,
-                 task_classes: tuple[int, ...] = (18, 5)):
+                 task_classes: tuple[int, ...] = (18, 5), padding: str = "symmetric", norm_eps: float = 1e-5,
+                 normalization: str = "running"):
         super().__init__()
+        if padding not in ("symmetric", "tf_same"):
+            raise ValueError(f"padding must be 'symmetric' or 'tf_same', not {padding!r}")
+        if normalization not in ("running", "batch"):
+            raise ValueError(f"normalization must be 'running' or 'batch', not {normalization!r}")
+        self.padding, self.normalization = padding, normalization
         layers, channels = [], 1
         for m in range(1, n_layers + 1):
             width = base_width * 2 ** ((m - 1) // double_every)
-            layers.append(nn.Sequential(nn.Conv1d(channels, width, 3, padding=1, bias=False),
-                                        nn.BatchNorm1d(width), nn.LeakyReLU(0.2)))
+            conv = (nn.Conv1d(channels, width, 3, padding=1, bias=False) if padding == "symmetric"
+                    else nn.Conv1d(channels, width, 3, stride=2 if m < n_layers else 1, bias=False))
+            layers.append(nn.Sequential(conv, nn.BatchNorm1d(width, eps=norm_eps), nn.LeakyReLU(0.2)))
             channels = width
         self.layers = nn.ModuleList(layers)
         self.heads = nn.ModuleList(nn.Linear(channels, c) for c in task_classes)
@@ -49,12 +69,27 @@ class FeatureLossNet(nn.Module):
     def features(self, wave: torch.Tensor, n_layers: int | None = None) -> list[torch.Tensor]:
         """Phi^1 .. Phi^M (after decimation), M = n_layers or all."""
         x, out = wave.unsqueeze(1), []
+        if self.padding == "tf_same":
+            for conv, bn, act in self.layers[: n_layers or len(self.layers)]:
+                stride = conv.stride[0]
+                length = x.shape[-1]
+                total = max((-(-length // stride) - 1) * stride + 3 - length, 0)
+                y = conv(F.pad(x, (total // 2, total - total // 2)))
+                use_batch = self.normalization == "batch" or bn.training
+                y = F.batch_norm(y, None if use_batch else bn.running_mean, None if use_batch else bn.running_var,
+                                 bn.weight, bn.bias, training=use_batch, eps=bn.eps)
+                x = act(y)
+                out.append(x)
+            return out
         for layer in self.layers[: n_layers or len(self.layers)]:
             x = layer(x)[..., ::2]  # Eq. 8: keep every second sample
             out.append(x)
         return out
 
     def forward(self, wave: torch.Tensor) -> list[torch.Tensor]:
+        if self.padding == "tf_same":
+            pooled = self.features(wave)[-1].mean(dim=-1)
+            return [head(pooled) for head in self.heads]
         x = wave.unsqueeze(1)
         for i, layer in enumerate(self.layers):
             x = layer(x)
@@ -192,22 +227,27 @@ class DeepFeatureLoss(nn.Module):
 
 @register("feature-loss-can", card="hub_cards/feature-loss-can", hub_repo="zoo-denoise/feature-loss-can",
           paper="speech-denoising-deep-feature-losses.txt (Germain, Chen & Koltun 2019), sec. II",
+          trained_on="VoiceBank-DEMAND (28 speakers; the authors' training, 320 epochs on a GPU)",
+          summary="The authors' released context aggregation network (W=64, 14 dilated layers, 1 s receptive "
+                  "field) trained with their deep feature loss; each layer normalised with the input's statistics")
+@register("feature-loss-can-cpu", card="hub_cards/feature-loss-can-cpu", hub_repo="zoo-denoise/feature-loss-can-cpu",
+          paper="speech-denoising-deep-feature-losses.txt (Germain, Chen & Koltun 2019), sec. II",
           trained_on=SHARED_DATA,
-          summary="Context aggregation network (14 dilated layers, 1 s receptive field; published at W=32) trained "
-                  "with a deep feature loss from "
-                  "an audio classification network (Eq. 1, M=6 layers)")
+          summary="The same network and loss trained by the zoo on its 2-core CPU (W=32 widened to W=64, 13 h; "
+                  "the zoo's own loss network)")
 class FeatureLossCAN(CANDenoiserBase):
     """The CAN of sec. II-A trained with the deep feature loss of sec. II-B (Eq. 1)."""
 
     def __init__(self, width: int = 64, dilations: tuple[int, ...] = PAPER_DILATIONS, kernel_size: int = 3,
                  lr: float = 1e-4, sample_rate: int = 16000, loss_network: str = "feature-loss-net",
-                 loss_layers: int = 6, warmup_epochs: int = 10, wave_scale: float = 2.0**15):
+                 loss_layers: int = 6, warmup_epochs: int = 10, wave_scale: float = 2.0**15,
+                 normalization: str = "batch", norm_eps: float = 1e-5):
         super().__init__()
         self.save_hyperparameters()
         # The loss network sees [-1, 1] samples as it was trained on; its batch-normalised
         # features make the gradient reaching the CAN's integer-scaled layers the same as in the
         # authors' code, where both networks saw integer samples.
-        self._build(width, dilations, kernel_size, sample_rate, wave_scale)
+        self._build(width, dilations, kernel_size, sample_rate, wave_scale, normalization, norm_eps)
         self.feature_loss = DeepFeatureLoss(None, loss_layers, warmup_epochs)
 
     def setup(self, stage: str) -> None:

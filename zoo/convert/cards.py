@@ -1,0 +1,68 @@
+"""The model card of a converted release: where the weights come from, under which license,
+the sha256 of the source files, and what the conversion changed (the layout only)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+CARDS = {
+    "feature-loss-can": {
+        "title": "feature-loss-can: the authors' released deep-feature-loss CAN",
+        "summary": ("The context aggregation network (W=64, 14 dilated 3-tap layers, 1 s receptive field) of "
+                    "Germain, Chen & Koltun, *Speech Denoising with Deep Feature Losses* (Interspeech 2019; "
+                    "`speech-denoising-deep-feature-losses.txt`, sec. II), as its authors trained it with their "
+                    "deep feature loss on VoiceBank-DEMAND (28 speakers, 320 epochs on a GPU) and released it."),
+    },
+    "feature-loss-net-germain2019": {
+        "title": "feature-loss-net-germain2019: the authors' feature-loss network",
+        "summary": ("The 14 convolution layers of the audio-classification network that Germain, Chen & Koltun "
+                    "pretrained on DCASE 2016 acoustic scenes and CHiME-Home domestic audio tags and used, frozen, "
+                    "as the deep feature loss (first 6 layers) of their released denoiser. The classifier heads "
+                    "are not part of the release."),
+    },
+}
+
+LICENSE_NOTE = ("MIT license, copyright (c) 2018 François G. Germain (the license text ships with the "
+                "authors' release).")
+
+
+def write_card(folder, name: str, bundle, config: dict) -> Path:
+    from ..hub import CARD_NAME, write_text
+
+    info = CARDS[name]
+    sources = "\n".join(f"  - `{file}`: sha256 `{sha}`" for file, sha in config["converted_from"]["files_sha256"].items())
+    text = f"""---
+library_name: zoo
+license: mit
+tags: [audio, speech-enhancement, denoising, converted]
+---
+
+# {info['title']}
+
+{info['summary']}
+
+## Source
+
+- Release: the authors' code and weights for Germain, Chen & Koltun 2019 (TensorFlow 1.x checkpoint bundle
+  `{bundle.prefix.name}`).
+- License: {LICENSE_NOTE}
+- Source files:
+{sources}
+- Converted by `zoo convert` (a TensorFlow V2 bundle reader in `zoo.convert.tf_bundle`, every block and
+  tensor crc32c checked; no TensorFlow).
+
+## What the conversion changed
+
+The layout only, no value: slim `conv2d` kernels `[1, k, C_in, C_out]` on `[batch, 1, time, channels]`
+became `Conv1d` weights `[C_out, C_in, k]` on `[batch, channels, time]`; the adaptive normalisation's
+`w0`, `w1` became `alpha`, `beta`; `slim.batch_norm` (centre, no scale, eps 0.001) became `BatchNorm1d`
+with its scale fixed at 1 and eps 0.001.
+
+## Not committed
+
+These weights are someone else's release: the zoo's repository holds this card and `config.json` (whose
+`weights_sha256` the conversion must reproduce), and `model.safetensors` is produced on set-up
+(`make demo`, `make test`, or `zoo convert PATH_TO_RELEASE`).
+"""
+    path = Path(folder) / CARD_NAME
+    write_text(path, text)
+    return path
