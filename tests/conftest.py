@@ -1,10 +1,12 @@
 """Shared fixtures: the bundled Wiener model and real VoiceBank-DEMAND speech.
 
 Every test builds its variants (stereo, other rates, int16, broken files ...) from this real
-audio inside ``tmp_path``; nothing is ever written into ``examples/`` or the shared data.
+audio inside ``tmp_path``; nothing is ever written into the shared data (``$ZOO_DATA``, default
+``../shared/data``), which is where the example pair p232_013 comes from.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +14,11 @@ import pytest
 import soundfile as sf
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE_NOISY = PROJECT_ROOT / "examples" / "p232_013_noisy.wav"
-EXAMPLE_CLEAN = PROJECT_ROOT / "examples" / "p232_013_clean.wav"
+#: the shared data (never committed): $ZOO_DATA, else ../shared/data beside the checkout
+DATA_ROOT = Path(os.environ.get("ZOO_DATA", PROJECT_ROOT.parent / "shared" / "data"))
+VOICEBANK_SUBSET = DATA_ROOT / "voicebank-demand-subset"
+EXAMPLE_NOISY = VOICEBANK_SUBSET / "noisy_testset_wav" / "p232_013.wav"
+EXAMPLE_CLEAN = VOICEBANK_SUBSET / "clean_testset_wav" / "p232_013.wav"
 EXAMPLE_RATE = 16000
 
 

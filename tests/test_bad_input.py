@@ -1,6 +1,6 @@
 """What users hand ``enhance`` and ``enhance_file``, valid or not, and what they get back.
 
-Every signal is real speech (VoiceBank-DEMAND p232_013, ``examples/``); stereo, 6-channel,
+Every signal is real speech (VoiceBank-DEMAND p232_013, from ``$ZOO_DATA``); stereo, 6-channel,
 other sample rates, integer PCM, NaNs, clipping and broken files are all built from it inside
 ``tmp_path``.
 """

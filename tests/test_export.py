@@ -17,6 +17,8 @@ from zoo.cards import training_section
 from zoo.data import Mixtures
 from zoo.models.can import ContextAggregationDenoiser
 
+from conftest import EXAMPLE_NOISY
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -51,7 +53,7 @@ def test_a_trained_checkpoint_exports_to_a_card_that_loads_and_enhances(tmp_path
 
     loaded = zoo.load(str(out))
     assert type(loaded) is ContextAggregationDenoiser and not loaded.training
-    noisy, rate = read_audio(ROOT / "examples" / "p232_013_noisy.wav")
+    noisy, rate = read_audio(EXAMPLE_NOISY)
     model.eval()
     with torch.no_grad():
         expected = model(noisy)

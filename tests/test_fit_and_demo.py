@@ -8,8 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import soundfile as sf
 import yaml
+
+from conftest import EXAMPLE_NOISY
 
 ROOT = Path(__file__).resolve().parent.parent
 ZOO = [sys.executable, "-m", "zoo.cli"]
@@ -53,7 +56,7 @@ def test_demo_writes_audio_figure_and_scores(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "scores.json").read_text())
     wav = Path(report["enhanced"])
-    noisy = sf.info(str(ROOT / "examples/p232_013_noisy.wav"))
+    noisy = sf.info(str(EXAMPLE_NOISY))
     assert sf.info(str(wav)).frames == noisy.frames and sf.info(str(wav)).samplerate == 16000
     png = Path(report["spectrogram"])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
@@ -70,20 +73,30 @@ def test_the_flagship_is_the_default_once_it_has_weights_that_beat_the_baseline(
     from zoo import cli
     from zoo.registry import get_entry
 
-    assert "feature-loss-can" in zoo.list_models()
-    assert (get_entry("feature-loss-can").card_path / "model.safetensors").is_file()
+    flagship = cli.FLAGSHIP_MODEL
+    assert flagship == "feature-loss-can" and flagship in zoo.list_models()
+    has_weights = (get_entry(flagship).card_path / "model.safetensors").is_file()  # converted on set-up
     report = json.loads((ROOT / "benchmarks/results/quality.json").read_text())
     means = next(d for d in report["datasets"] if d["dataset_type"] == "voicebank-demand")["means"]
-    assert cli.card_score("feature-loss-can") == round(means["feature-loss-can"]["pesq_wb"], 4)
-    expected = "feature-loss-can" if means["feature-loss-can"]["pesq_wb"] >= means["wiener"]["pesq_wb"] else "wiener"
-    assert cli.default_model()[0] == expected  # what the published cards say today
-    scores = {"feature-loss-can": 2.5, "wiener": 1.97}
+    score = cli.card_score(flagship)
+    if score is not None:
+        assert score == round(means[flagship]["pesq_wb"], 4)
+    beats = score is not None and score >= means["wiener"]["pesq_wb"]
+    assert cli.default_model()[0] == (flagship if has_weights and beats else "wiener")  # what the cards say today
+    if not has_weights:  # the released weights are not here: the same logic on the CPU-trained CAN's card
+        flagship = "feature-loss-can-cpu"
+        monkeypatch.setattr(cli, "FLAGSHIP_MODEL", flagship)
+    scores = {flagship: 2.5, "wiener": 1.97}
     monkeypatch.setattr(cli, "card_score", lambda name, *a, **k: scores[name])
-    assert cli.default_model()[0] == "feature-loss-can"
-    scores["feature-loss-can"] = 1.5
+    assert cli.default_model() == (flagship, "the flagship")
+    scores[flagship] = 1.5
     name, why = cli.default_model()
-    assert name == "wiener" and "below wiener's (1.97)" in why and "--model feature-loss-can" in why
-    # A checkout without the CAN's weights (e.g. a fresh fork that has not trained yet) falls back.
+    assert name == "wiener" and "below wiener's (1.97)" in why and f"--model {flagship}" in why
+    # A card without published scores (the authors' released network until it is benchmarked) falls back.
+    scores[flagship] = None
+    assert cli.default_model() == ("wiener", f"{flagship}'s card publishes no PESQ-wb on VoiceBank-DEMAND yet; "
+                                             f"ask for it with --model {flagship}")
+    # A checkout without the CAN's weights (no `zoo convert` yet) falls back.
     monkeypatch.setattr(cli, "FLAGSHIP_MODEL", "no-such-model")
     assert cli.default_model() == ("wiener", "no-such-model has no weights here")
 
@@ -91,12 +104,12 @@ def test_the_flagship_is_the_default_once_it_has_weights_that_beat_the_baseline(
 def test_denoise_without_a_model_says_which_it_used(tmp_path):
     from zoo import cli
 
-    result = _run(["denoise", str(ROOT / "examples/p232_013_noisy.wav"), "-o", str(tmp_path / "out.wav")],
+    result = _run(["denoise", str(EXAMPLE_NOISY), "-o", str(tmp_path / "out.wav")],
                   timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     name, why = cli.default_model()
     assert f"no --model given: using {name} ({why})" in result.stderr and f"model {name}:" in result.stderr
-    assert sf.info(str(tmp_path / "out.wav")).frames == sf.info(str(ROOT / "examples/p232_013_noisy.wav")).frames
+    assert sf.info(str(tmp_path / "out.wav")).frames == sf.info(str(EXAMPLE_NOISY)).frames
 
 
 def test_fine_tuning_on_my_noise_starts_from_the_published_weights(tmp_path):
@@ -124,8 +137,13 @@ def test_fine_tuning_on_my_noise_starts_from_the_published_weights(tmp_path):
     published = load_file(str(ROOT / "hub_cards/feature-loss-can/model.safetensors"))
     weight = "network.body.3.weight"
     change = (checkpoint["state_dict"][weight] - published[weight]).abs().max()
-    assert 0 < change < 1e-3  # one Adam step at lr 1e-4 away from the published weights
-    assert torch.equal(checkpoint["state_dict"]["feature_loss.weights"], published["feature_loss.weights"])
+    assert 0 < change < 1e-3  # one Adam step at lr 2e-5 away from the published weights
+    # The authors did not release their layer weights lambda_m: the card carries ones, not yet fixed,
+    # and fine-tuning measures them over its first epoch (warmup_epochs: 1), here its one step.
+    assert torch.equal(published["feature_loss.weights"], torch.ones(6)) and not published["feature_loss.weights_fixed"]
+    measured = checkpoint["state_dict"]["feature_loss.weights"]
+    assert bool(checkpoint["state_dict"]["feature_loss.weights_fixed"]) and not torch.equal(measured, torch.ones(6))
+    assert (1 / measured).mean().item() == pytest.approx(1.0, abs=1e-4)  # inverse relative losses
 
 
 def test_compiling_the_training_path_keeps_checkpoints_loadable(tmp_path):
@@ -250,3 +268,24 @@ def test_learning_rate_decay_added_to_a_resumed_run_follows_the_step(tmp_path):
     assert abs(rate["last"] - 1e-5) < 1e-11
     assert ("Learning rate (Adam): 0.001, decayed geometrically to 1e-05 from step 2 to 6 "
             "(`zoo.train.LearningRateDecay`); 1e-05 at the last step") in training_section(card)
+
+
+def test_demo_says_where_its_input_comes_from_and_what_to_do_without_one(tmp_path, monkeypatch, capsys):
+    from zoo import cli
+
+    monkeypatch.setenv("ZOO_DATA", str(tmp_path / "no-data"))
+    assert cli.main(["demo", "--out", str(tmp_path / "out"), "--model", "wiener"]) == 2
+    missing = tmp_path / "no-data/voicebank-demand-subset/noisy_testset_wav/p232_013.wav"
+    assert capsys.readouterr().err == (
+        f"zoo: error: no example to denoise: {missing} does not exist; set ZOO_DATA to the folder that holds "
+        "voicebank-demand-subset/ (the shared data), or pass your own file: zoo demo --input NOISY.wav "
+        "[--clean CLEAN.wav]\n")
+    assert cli.main(["demo", "--out", str(tmp_path / "out"), "--input", str(tmp_path / "mine.wav")]) == 2
+    assert capsys.readouterr().err == f"zoo: error: {tmp_path / 'mine.wav'}: no such file\n"
+    mine = tmp_path / "mine.wav"
+    sf.write(str(mine), sf.read(str(EXAMPLE_NOISY), frames=16000)[0], 16000)
+    assert cli.main(["demo", "--out", str(tmp_path / "out"), "--input", str(mine), "--model", "wiener"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"input: {mine} (your file; no clean reference, no scores)\n")
+    report = json.loads((tmp_path / "out/scores.json").read_text())
+    assert report["input"] == str(mine) and "scores" not in report and report["clean"] is None

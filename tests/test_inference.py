@@ -15,7 +15,9 @@ from zoo.audio import read_audio, resample
 from zoo.inference import OverlapStream, resampler_stream, run_stream, split_blocks
 from zoo.models.can import ContextAggregationDenoiser, ContextAggregationNetwork
 
-EXAMPLE = "examples/p232_013_noisy.wav"
+from conftest import EXAMPLE_CLEAN, EXAMPLE_NOISY
+
+EXAMPLE = EXAMPLE_NOISY
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +82,7 @@ def test_wiener_stream_equals_whole_for_any_block(speech, block):
 
 def test_wiener_reduces_noise_on_real_speech(speech):
     """Against the clean reference, the filtered signal is closer than the noisy one."""
-    clean, _ = read_audio("examples/p232_013_clean.wav")
+    clean, _ = read_audio(EXAMPLE_CLEAN)
     model = zoo.load("wiener")
     enhanced = model.enhance(speech, 16000)
     snr = lambda est: 10 * torch.log10(clean.pow(2).sum() / (est - clean).pow(2).sum())  # noqa: E731

@@ -1,8 +1,9 @@
-"""The ``zoo`` command: list, info, denoise, fit, publish, demo."""
+"""The ``zoo`` command: list, info, denoise, fit, publish, demo, eval, card, convert."""
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -12,9 +13,11 @@ from tqdm.auto import tqdm
 FLAGSHIP_MODEL = "feature-loss-can"
 FALLBACK_MODEL = "wiener"
 MODEL_HELP = (f"registered name, card folder or ORG/NAME (default: {FLAGSHIP_MODEL}; {FALLBACK_MODEL} while "
-              f"{FLAGSHIP_MODEL}'s weights are missing or score below it on VoiceBank-DEMAND)")
-EXAMPLE_NOISY = "examples/p232_013_noisy.wav"
-EXAMPLE_CLEAN = "examples/p232_013_clean.wav"
+              f"{FLAGSHIP_MODEL}'s weights are missing or its card publishes no score on VoiceBank-DEMAND, "
+              "or one below it)")
+#: the demo's example, a pair of the VoiceBank-DEMAND subset in $ZOO_DATA (default ../shared/data)
+EXAMPLE_NOISY = "voicebank-demand-subset/noisy_testset_wav/p232_013.wav"
+EXAMPLE_CLEAN = "voicebank-demand-subset/clean_testset_wav/p232_013.wav"
 
 
 def card_score(name: str, dataset_type: str = "voicebank-demand", metric: str = "pesq") -> float | None:
@@ -34,8 +37,8 @@ def card_score(name: str, dataset_type: str = "voicebank-demand", metric: str = 
 
 
 def default_model() -> tuple[str, str]:
-    """(name, why): the flagship once it is registered with weights and its published PESQ-wb on
-    the VoiceBank-DEMAND subset is not below the Wiener filter's; the Wiener filter otherwise, so
+    """(name, why): the flagship once it is registered with weights and its card publishes a PESQ-wb
+    on the VoiceBank-DEMAND subset not below the Wiener filter's; the Wiener filter otherwise, so
     that a command without ``--model`` never makes audio worse than the classical baseline
     (early CPU-trained weights can)."""
     import zoo
@@ -45,7 +48,10 @@ def default_model() -> tuple[str, str]:
     if FLAGSHIP_MODEL not in zoo.list_models() or not (get_entry(FLAGSHIP_MODEL).card_path / WEIGHTS_NAME).is_file():
         return FALLBACK_MODEL, f"{FLAGSHIP_MODEL} has no weights here"
     flagship, fallback = card_score(FLAGSHIP_MODEL), card_score(FALLBACK_MODEL)
-    if flagship is not None and fallback is not None and flagship < fallback:
+    if flagship is None:
+        return FALLBACK_MODEL, (f"{FLAGSHIP_MODEL}'s card publishes no PESQ-wb on VoiceBank-DEMAND yet; "
+                                f"ask for it with --model {FLAGSHIP_MODEL}")
+    if fallback is not None and flagship < fallback:
         return FALLBACK_MODEL, (f"{FLAGSHIP_MODEL}'s published PESQ-wb on VoiceBank-DEMAND ({flagship:.2f}) is below "
                                 f"{FALLBACK_MODEL}'s ({fallback:.2f}); ask for it with --model {FLAGSHIP_MODEL}")
     return FLAGSHIP_MODEL, "the flagship"
@@ -113,11 +119,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--message", help="commit message")
     p.set_defaults(run=cmd_publish)
 
-    p = sub.add_parser("demo", help="denoise the bundled VoiceBank-DEMAND example; write WAV, PNG, scores")
+    p = sub.add_parser("demo", help="denoise a VoiceBank-DEMAND example (or your file); write WAV, PNG, scores")
     p.add_argument("--out", type=Path, default=Path("demo_output"))
     p.add_argument("-m", "--model", default=None, help=MODEL_HELP)
-    p.add_argument("--noisy", type=Path, default=None, help=f"noisy input (default {EXAMPLE_NOISY})")
-    p.add_argument("--clean", type=Path, default=None, help=f"clean reference (default {EXAMPLE_CLEAN})")
+    p.add_argument("--input", "--noisy", dest="noisy", type=Path, default=None,
+                   help=f"noisy input (default: $ZOO_DATA/{EXAMPLE_NOISY}, ZOO_DATA defaulting to ../shared/data)")
+    p.add_argument("--clean", type=Path, default=None,
+                   help="clean reference for the scores (default: the example's, when --input is not given)")
     p.set_defaults(run=cmd_demo)
 
     p = sub.add_parser("eval", help="score models on noisy/clean pairs: per-file CSV, summary, tranches")
@@ -134,6 +142,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--from", dest="results", type=Path, required=True, help="a results JSON (benchmarks/results)")
     p.set_defaults(run=cmd_card)
+
+    p = sub.add_parser("convert", help="convert the authors' released weights into their model card folder",
+                       description="Convert a released TensorFlow checkpoint (Germain, Chen & Koltun 2019) into "
+                                   "zoo weights. Without --out, the weights go into the registered card folder "
+                                   "(hub_cards/NAME) once their sha256 matches the committed config.json.")
+    p.add_argument("sources", nargs="+", type=Path, metavar="SRC",
+                   help="a bundle prefix (DIR/se_model.ckpt), its .index file, or a folder holding one bundle")
+    p.add_argument("--out", type=Path, default=None,
+                   help="write the complete card folder (config.json, model.safetensors, README.md) here instead")
+    p.add_argument("--overwrite", action="store_true", help="with --out: replace the files of an existing card")
+    p.set_defaults(run=cmd_convert)
 
     sub.add_parser("fit", help="train from a recipe: zoo fit --config recipes/MODEL/RECIPE.yaml [overrides]")
     return parser
@@ -294,17 +313,85 @@ def cmd_publish(args) -> int:
     return 0
 
 
-def cmd_demo(args) -> int:
-    from .audio import read_audio, write_audio
-    from .metrics import quality_scores
-    from .plots import spectrogram_figure
+def cmd_convert(args) -> int:
+    from .convert import BundleError, ConvertError, convert_into, install_converted
+
+    if args.out is not None and len(args.sources) > 1:
+        raise CliError(f"--out names one card folder, but {len(args.sources)} sources were given: "
+                       "convert them one at a time, or leave out --out to fill their hub_cards/ folders")
+    if args.overwrite and args.out is None:
+        raise CliError("--overwrite only applies with --out: the hub_cards/ folders are checked against "
+                       "their committed config.json, never overwritten")
+    for src in args.sources:
+        try:
+            done = (install_converted(src) if args.out is None else
+                    convert_into(src, args.out, overwrite=args.overwrite))
+        except (BundleError, ConvertError) as error:
+            raise CliError(str(error)) from error
+        except OSError as error:  # unreadable file, full disk ...
+            raise CliError(f"{src}: {error.strerror or error} ({error.filename or src})") from error
+        if done.status == "verified":
+            print(f"{done.name}: already converted, sha256 verified ({done.sha256}) in {_shown(done.folder)}")
+            continue
+        for path in done.files:
+            print(f"wrote {_shown(path)}")
+        check = "matches the card's config.json" if done.status == "installed" else done.note
+        print(f"{done.name}: model.safetensors sha256 {done.sha256}" + (f" ({check})" if check else ""))
+    return 0
+
+
+def _shown(path: Path) -> str:
+    """A path relative to the working directory when it lies below it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _data_root() -> Path:
     from .registry import PROJECT_ROOT
 
-    noisy_path = args.noisy or PROJECT_ROOT / EXAMPLE_NOISY
-    clean_path = args.clean or (PROJECT_ROOT / EXAMPLE_CLEAN if args.noisy is None else None)
+    return Path(os.environ.get("ZOO_DATA", PROJECT_ROOT.parent / "shared" / "data"))
+
+
+def _demo_input(args) -> tuple[Path, Path | None, str]:
+    """(noisy, clean or None, where they come from): the user's files, else the example in $ZOO_DATA."""
+    if args.noisy is not None:
+        for path in (args.noisy, args.clean):
+            if path is not None and not path.is_file():
+                raise CliError(f"{path}: no such file")
+        origin = "your file" + (" and reference" if args.clean else "; no clean reference, no scores")
+        return args.noisy, args.clean, origin
+    root = _data_root()
+    noisy, clean = root / EXAMPLE_NOISY, root / EXAMPLE_CLEAN
+    where = "ZOO_DATA" if "ZOO_DATA" in os.environ else "the shared data beside the checkout (ZOO_DATA unset)"
+    if not noisy.is_file():
+        raise CliError(f"no example to denoise: {noisy} does not exist; set ZOO_DATA to the folder that holds "
+                       "voicebank-demand-subset/ (the shared data), or pass your own file: "
+                       "zoo demo --input NOISY.wav [--clean CLEAN.wav]")
+    if args.clean is not None:
+        if not args.clean.is_file():
+            raise CliError(f"{args.clean}: no such file")
+        clean = args.clean
+    elif not clean.is_file():
+        clean = None
+    return noisy, clean, f"VoiceBank-DEMAND example p232_013 from {where}"
+
+
+def cmd_demo(args) -> int:
+    from .audio import AudioError, read_audio, write_audio
+    from .metrics import quality_scores
+    from .plots import spectrogram_figure
+
+    noisy_path, clean_path, origin = _demo_input(args)
+    print(f"input: {noisy_path} ({origin})" + (f"\nclean reference: {clean_path}" if clean_path else ""))
     _model_or_default(args)
     model = _load(args.model)
-    noisy, rate = read_audio(noisy_path)
+    try:
+        noisy, rate = read_audio(noisy_path)
+        clean, clean_rate = read_audio(clean_path) if clean_path else (None, None)
+    except AudioError as error:
+        raise CliError(str(error)) from error
     enhanced = model.enhance(noisy, rate)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -312,9 +399,9 @@ def cmd_demo(args) -> int:
     wav = out / f"{stem}_{args.model}.wav"
     write_audio(wav, enhanced, rate)
     panels = {"noisy input": noisy[0], f"enhanced ({args.model})": enhanced[0]}
-    report = {"model": args.model, "source": model.zoo_source, "input": str(noisy_path), "enhanced": str(wav)}
+    report = {"model": args.model, "source": model.zoo_source, "input": str(noisy_path),
+              "input_from": origin, "clean": str(clean_path) if clean_path else None, "enhanced": str(wav)}
     if clean_path:
-        clean, clean_rate = read_audio(clean_path)
         if clean_rate != rate:
             raise CliError(f"clean reference is at {clean_rate} Hz but the noisy input at {rate} Hz")
         panels["clean reference"] = clean[0]

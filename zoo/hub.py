@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import struct
 from pathlib import Path
 
 import torch
@@ -34,7 +35,8 @@ logger = logging.getLogger("zoo")
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
-HUB_FILES = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, "*.png"]
+CALIBRATION_NAME = "calibration.safetensors"
+HUB_FILES = [CONFIG_NAME, WEIGHTS_NAME, CALIBRATION_NAME, CARD_NAME, "*.png"]
 
 
 class ModelLoadError(RuntimeError):
@@ -65,8 +67,7 @@ def save_pretrained(model: DenoiserModule, folder, name: str | None = None) -> P
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    with atomic_output(folder / WEIGHTS_NAME) as temporary:
-        save_file(state, temporary, metadata={"format": "pt", "architecture": type(model).__name__})
+    save_weights(state, folder / WEIGHTS_NAME, metadata={"format": "pt", "architecture": type(model).__name__})
     config = {
         "architecture": type(model).__name__,
         "init_args": _jsonable(dict(model.hparams)),
@@ -78,6 +79,34 @@ def save_pretrained(model: DenoiserModule, folder, name: str | None = None) -> P
         config["name"] = name
     write_json(folder / CONFIG_NAME, config)
     return folder
+
+
+def save_weights(state: dict[str, torch.Tensor], path, metadata: dict[str, str]) -> Path:
+    """``safetensors.torch.save_file`` under a temporary name, renamed when complete; the same
+    tensors and metadata always give the same bytes (so the same sha256).
+
+    safetensors serialises the metadata from a Rust ``HashMap``, whose order changes from one call
+    to the next: with two keys, half the files differ in their header alone. The keys are put back
+    in the order given (same length, so no offset moves)."""
+    with atomic_output(path) as temporary:
+        save_file(state, temporary, metadata=metadata)
+        _order_metadata(temporary, metadata)
+    return Path(path)
+
+
+def _order_metadata(path, metadata: dict[str, str]) -> None:
+    if len(metadata) < 2:
+        return
+    with open(path, "r+b") as handle:
+        size = struct.unpack("<Q", handle.read(8))[0]
+        header = handle.read(size)
+        written = dict(json.loads(header)["__metadata__"])
+        as_written, wanted = (json.dumps(m, separators=(",", ":"), ensure_ascii=False).encode()
+                              for m in (written, dict(metadata)))
+        if written != dict(metadata) or header.count(as_written) != 1 or len(as_written) != len(wanted):
+            raise RuntimeError(f"{path}: unexpected safetensors header; cannot make its metadata order stable")
+        handle.seek(8 + header.index(as_written))
+        handle.write(wanted)
 
 
 def write_json(path, data) -> None:
@@ -120,6 +149,8 @@ def verify_weights(folder, config: dict) -> Path:
     """Refuse weights whose sha256 differs from what config.json promises."""
     weights = Path(folder) / WEIGHTS_NAME
     if not weights.is_file():
+        if config.get("converted_from"):
+            raise ModelLoadError(_missing_converted_weights(folder, config))
         raise ModelLoadError(f"{folder} has {CONFIG_NAME} but no {WEIGHTS_NAME}; the download is incomplete")
     expected = config.get("weights_sha256")
     if expected:
@@ -135,10 +166,49 @@ def verify_weights(folder, config: dict) -> Path:
     return weights
 
 
-def load_folder(folder) -> DenoiserModule:
-    """Rebuild a model from a folder: config.json -> class(**init_args) -> safetensors weights."""
+def _missing_converted_weights(folder, config: dict) -> str:
+    """Weights converted from someone else's release are not committed: say how to produce them."""
+    from .convert import SOURCES
+
+    name = config.get("name") or Path(folder).name
+    release = SOURCES.get(name, "THE_RELEASE")
+    where = (f"zoo.load('{get_entry(name).hub_repo}') or `zoo denoise --model {get_entry(name).hub_repo}`"
+             if is_registered(name) else "its ORG/NAME repository id")
+    origin = config["converted_from"].get("release", "the authors' release") if isinstance(
+        config["converted_from"], dict) else "the authors' release"
+    return (f"{folder} has {CONFIG_NAME} but no {WEIGHTS_NAME}: these weights are converted from the authors' "
+            f"release ({origin}) on set-up, never committed: run `zoo convert PATH_TO/{release}` "
+            f"(or `make weights`, which reads ZOO_WEIGHTS, default ../shared/weights), "
+            f"or load the published card from the Hub ({where})")
+
+
+def parse_model_spec(spec: str) -> tuple[str, dict]:
+    """``"NAME:key=value,key=value"`` -> (NAME, options): a model with some of its init arguments
+    changed, e.g. ``feature-loss-can:normalization=calibrated``. Values are read as JSON where
+    they parse (numbers, true/false) and as text otherwise."""
+    name, _, rest = str(spec).partition(":")
+    options = {}
+    for item in filter(None, rest.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ModelLoadError(f"{spec!r}: options after ':' are key=value pairs separated by commas, "
+                                 "e.g. feature-loss-can:normalization=calibrated")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return name, options
+
+
+def load_folder(folder, **options) -> DenoiserModule:
+    """Rebuild a model from a folder: config.json -> class(**init_args) -> safetensors weights.
+    ``options`` change init arguments the folder's config.json has (``normalization``, say)."""
     folder = Path(folder)
     config = read_config(folder)
+    unknown = sorted(set(options) - set(config.get("init_args", {})))
+    if unknown:
+        raise ModelLoadError(f"{folder.name} has no option {', '.join(unknown)}; its options are "
+                             f"{', '.join(sorted(config.get('init_args', {})))} (zoo info shows their values)")
     architecture = config["architecture"]
     cls = ARCHITECTURES.get(architecture)
     if cls is None:
@@ -152,14 +222,31 @@ def load_folder(folder) -> DenoiserModule:
     except (SafetensorError, OSError, ValueError) as error:
         raise CorruptWeightsError(f"{weights} is not a valid safetensors file ({error}); download it again") from error
     try:
-        model = cls(**config.get("init_args", {}))
-    except TypeError as error:
+        model = cls(**{**config.get("init_args", {}), **options})
+    except (TypeError, ValueError) as error:
         raise ModelLoadError(f"{folder / CONFIG_NAME}: init_args do not fit {architecture} ({error})") from error
     try:
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict({**state, **_calibration(folder, config)}, strict=True)
     except RuntimeError as error:
         raise CorruptWeightsError(f"{weights} does not fit {architecture} as configured: {error}") from error
     return model.eval()
+
+
+def _calibration(folder: Path, config: dict) -> dict:
+    """Fixed normalisation statistics measured by the zoo (``zoo.calibrate``), kept beside weights
+    converted from someone else's release and laid over them; checked by sha256 like the weights."""
+    entry = config.get("calibration")
+    if not entry:
+        return {}
+    path = folder / entry.get("file", CALIBRATION_NAME)
+    if not path.is_file():
+        raise ModelLoadError(f"{folder} lacks {path.name}, which its {CONFIG_NAME} names; download the folder again")
+    if entry.get("sha256") and sha256_of(path) != entry["sha256"]:
+        raise CorruptWeightsError(f"{path} does not match the sha256 in {CONFIG_NAME}; download it again")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CorruptWeightsError(f"{path} is not a valid safetensors file ({error}); download it again") from error
 
 
 def download(repo_id: str, revision: str | None = None, force_download: bool = False) -> Path:
@@ -234,14 +321,16 @@ def _one_line(error: BaseException) -> str:
 
 
 def load(name_or_path: str, revision: str | None = None, device: str | torch.device | None = None,
-         force_download: bool = False) -> DenoiserModule:
+         force_download: bool = False, **options) -> DenoiserModule:
     """A pretrained model in eval mode: ``zoo.load("wiener")``, a folder, or ``"ORG/NAME"``.
 
     ``revision``: a Hub branch, tag or commit; ``force_download``: fetch the files again even if
-    cached (after a corrupt download).
+    cached (after a corrupt download). ``options`` (or ``"NAME:key=value,..."``) change init
+    arguments of the model's config, e.g. ``zoo.load("feature-loss-can", normalization="calibrated")``.
     """
+    name_or_path, spec_options = parse_model_spec(name_or_path)
     folder, source = resolve(name_or_path, revision, force_download)
-    model = load_folder(folder)
+    model = load_folder(folder, **{**spec_options, **options})
     if device is not None:
         model = model.to(device)
     model.zoo_source = source

@@ -21,8 +21,27 @@ CARDS = {
     },
 }
 
-LICENSE_NOTE = ("MIT license, copyright (c) 2018 François G. Germain (the license text ships with the "
-                "authors' release).")
+LICENSES = {
+    "feature-loss-can": "MIT license, copyright (c) 2018 François G. Germain (the license text ships with the release).",
+    "feature-loss-net-germain2019": (
+        "MIT license. The tensors are the authors' (Germain, Chen & Koltun, MIT license, copyright (c) 2018 "
+        "François G. Germain): they come from a later project that froze the authors' loss network and saved it "
+        "in its own checkpoint (MIT license, copyright (c) 2020 Pranay Manocha; the license text ships with the "
+        "release), and each of the 56 tensors has the size and crc32c of the authors' own `loss_model.ckpt` "
+        "entry. Only the `loss_conv_*` tensors are converted; that project's own variables are ignored."),
+}
+CHANGES = {
+    "feature-loss-can": ("slim `conv2d` kernels `[1, k, C_in, C_out]` on `[batch, 1, time, channels]` became "
+                         "`Conv1d` weights `[C_out, C_in, k]` on `[batch, channels, time]`; the adaptive "
+                         "normalisation's `w0`, `w1` became `alpha`, `beta`; `slim.batch_norm` (centre, no scale, "
+                         "eps 0.001; no moving averages were saved) became `BatchNorm1d` with its scale fixed at 1, "
+                         "eps 0.001 and running statistics 0 and 1, which `normalization: input` does not use."),
+    "feature-loss-net-germain2019": (
+        "slim `conv2d` kernels `[1, 3, C_in, C_out]` (stride 2 with TensorFlow's SAME padding, the last layer "
+        "stride 1) became `Conv1d` weights `[C_out, C_in, 3]` (`padding: tf_same` reproduces the padding); "
+        "`slim.batch_norm` (centre, no scale, eps 0.001) became `BatchNorm1d` with its scale fixed at 1, its "
+        "`beta`, `moving_mean` and `moving_variance` as they are."),
+}
 
 
 def write_card(folder, name: str, bundle, config: dict) -> Path:
@@ -44,7 +63,7 @@ tags: [audio, speech-enhancement, denoising, converted]
 
 - Release: the authors' code and weights for Germain, Chen & Koltun 2019 (TensorFlow 1.x checkpoint bundle
   `{bundle.prefix.name}`).
-- License: {LICENSE_NOTE}
+- License: {LICENSES[name]}
 - Source files:
 {sources}
 - Converted by `zoo convert` (a TensorFlow V2 bundle reader in `zoo.convert.tf_bundle`, every block and
@@ -52,10 +71,7 @@ tags: [audio, speech-enhancement, denoising, converted]
 
 ## What the conversion changed
 
-The layout only, no value: slim `conv2d` kernels `[1, k, C_in, C_out]` on `[batch, 1, time, channels]`
-became `Conv1d` weights `[C_out, C_in, k]` on `[batch, channels, time]`; the adaptive normalisation's
-`w0`, `w1` became `alpha`, `beta`; `slim.batch_norm` (centre, no scale, eps 0.001) became `BatchNorm1d`
-with its scale fixed at 1 and eps 0.001.
+The layout only, no value: {CHANGES[name]}
 
 ## Not committed
 

@@ -21,15 +21,18 @@ SNRS_DB = (0.0, 5.0, 10.0, 15.0)  # like VoiceBank-DEMAND's test SNRs (2.5 .. 17
 
 
 def build_heldout_set(out, n_files: int = 48, seconds: float = 4.0, sample_rate: int = 16000,
-                      seed: int = 2024, root=None) -> Path:
-    """Write ``out/{noisy,clean}/*.wav`` and ``out/manifest.csv``; reuse them if already built."""
+                      seed: int = 2024, root=None, noise: list | None = None) -> Path:
+    """Write ``out/{noisy,clean}/*.wav`` and ``out/manifest.csv``; reuse them if already built.
+    ``noise``: other noise files or folders than the held-out noise types (the noise of a
+    fine-tuning experiment, say), mixed with the same held-out speakers."""
     out = Path(out)
+    noise_entries = [str(n) for n in (noise or TEST_NOISE)]
     stamp = {"version": VERSION, "n_files": n_files, "seconds": seconds, "sample_rate": sample_rate,
-             "seed": seed, "speech": TEST_SPEECH, "noise": TEST_NOISE, "snrs_db": list(SNRS_DB)}
+             "seed": seed, "speech": TEST_SPEECH, "noise": noise_entries, "snrs_db": list(SNRS_DB)}
     manifest = out / "manifest.csv"
     if manifest.is_file() and (out / "recipe.json").is_file() and json.loads((out / "recipe.json").read_text()) == stamp:
         return manifest
-    speech, noise = audio_files(TEST_SPEECH, root), audio_files(TEST_NOISE, root)
+    speech, noise = audio_files(TEST_SPEECH, root), audio_files(noise_entries, root)
     rng = np.random.default_rng(seed)
     frames = int(seconds * sample_rate)
     rows = []
