@@ -26,6 +26,8 @@ from zoo.data.files import DATA_ROOT  # noqa: E402
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 RESULTS = RESULTS_DIR / "quality.json"
 PEERS = ["deepfilternet3"]
+#: registered models in another mode than their card's default, scored beside them
+VARIANTS = ["feature-loss-can:normalization=calibrated"]
 
 
 def datasets() -> list[dict]:
@@ -64,8 +66,9 @@ def markdown_table(report: dict, data: dict) -> str:
     lines = ["| system | paper | trained on | " + " | ".join(METRICS[k][1] for k in columns) + " |",
              "|---|---|---|" + "---|" * len(columns)]
     for system, means in data["means"].items():
-        if is_registered(system):
-            entry = get_entry(system)
+        name = system.split(":")[0]
+        if is_registered(name):
+            entry = get_entry(name)
             paper, trained = entry.paper, entry.trained_on
         elif system == "noisy":
             paper, trained = "-", "(unprocessed input)"
@@ -107,7 +110,7 @@ def main() -> None:
     if args.from_results:
         report = json.loads(RESULTS.read_text())
     else:
-        models = args.models if args.models is not None else zoo.list_models()
+        models = args.models if args.models is not None else zoo.list_models() + VARIANTS
         report = run(["noisy", *models, *([] if args.no_peers else PEERS)], args.limit, args.workers)
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(report, indent=2) + "\n")

@@ -2,6 +2,7 @@
 
     python benchmarks/speed.py [--threads 2] [--seconds 30] [--update]
     python benchmarks/speed.py --device cuda --dtype bfloat16 --batch 32   # on a GPU
+    python benchmarks/speed.py --models --can-variants [--update]      # fast CAN inference paths
 
 All systems enhance the same real speech (VoiceBank-DEMAND subset files joined to ``--seconds``)
 through the same ``model.enhance`` path users call, in this process, with the same thread
@@ -86,6 +87,74 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before)
 """
 
 
+def can_variant_name() -> str:
+    """The published W=64 CAN with batch normalisation (streamable with folded statistics)."""
+    import zoo
+
+    names = zoo.list_models()
+    return "feature-loss-can-cpu" if "feature-loss-can-cpu" in names else "feature-loss-can"
+
+
+def can_variants(name: str, wave: torch.Tensor, repeats: int, threads: int) -> dict:
+    """Real-time factor of each inference path of one CAN through ``model.enhance`` (the network's
+    forward replaced by the path), with its SNR against the model's own fp32 output on the same
+    speech: the reference eval forward, the same under bf16 autocast, the streaming runtime
+    (``zoo.models.can_runtime``) in fp32 and bf16 with one worker (intra-op threads) or one
+    worker per thread (time pieces), the folded network under ``torch.compile``, and ONNX Runtime
+    in fp32 and static int8."""
+    from zoo.evaluate import load_system
+    from zoo.models.can_runtime import CANRuntime, ONNXRuntimeCAN, folded_module
+
+    model = load_system(name)
+    network = model.network
+    reference = model.enhance(wave, 16000)
+
+    def snr(out):
+        return float(10 * torch.log10(reference.pow(2).sum() / (reference - out).pow(2).sum()))
+
+    def measure(path, dtype="float32"):
+        if path is not None:
+            network.forward = lambda w, *args: path(w)
+        try:
+            out = model.enhance(wave, 16000)
+            if dtype != "float32":
+                with torch.autocast("cpu", dtype=getattr(torch, dtype)):
+                    out = model.enhance(wave, 16000)
+            return {"rtf": real_time_factor(model, wave, repeats, dtype=dtype), "snr_db": snr(out)}
+        finally:
+            network.__dict__.pop("forward", None)
+
+    rows = {"eval forward (fp32)": measure(None), "eval forward, autocast bf16": measure(None, "bfloat16")}
+    for mode in ("fp32", "bf16"):
+        rows[f"runtime {mode}, 1 worker x {threads} threads"] = measure(
+            CANRuntime.from_network(network, mode=mode, workers=1))
+        rows[f"runtime {mode}, {threads} workers x 1 thread"] = measure(
+            CANRuntime.from_network(network, mode=mode, workers=threads))
+    fp32 = CANRuntime.from_network(network)
+    compiled, scale = torch.compile(folded_module(fp32), dynamic=True), network.wave_scale
+    rows["torch.compile (inductor), folded fp32"] = measure(lambda w: compiled((w * scale)[:, None])[:, 0] / scale)
+    try:
+        rows["onnxruntime fp32"] = measure(ONNXRuntimeCAN(fp32, threads=threads))
+        calibration = speech(60)[..., -16000 * 20:].reshape(4, -1)  # other speech than the timed
+        rows["onnxruntime int8 (static, QDQ)"] = measure(ONNXRuntimeCAN(fp32, "int8", calibration, threads))
+    except ImportError as error:
+        print(f"onnxruntime rows skipped: {error} (pip install 'zoo[onnx]')", file=sys.stderr)
+    for label, row in rows.items():
+        print(f"{name} [{label}]: RTF {row['rtf']:.2e}, SNR {row['snr_db']:.1f} dB", file=sys.stderr)
+    return {"model": name, "rows": rows}
+
+
+def variants_markdown(report: dict) -> str:
+    variants = report["can_variants"]
+    lines = [f"| {variants['model']} inference path | real-time factor | x {REFERENCE}'s time (mean of its RTF "
+             f"before and after: {variants['reference_rtf']['before']:.2g}, {variants['reference_rtf']['after']:.2g}) | "
+             "SNR vs fp32 eval forward (dB) |", "|---|---|---|---|"]
+    for label, row in variants["rows"].items():
+        snr = "exact" if row["snr_db"] > 100 else f"{row['snr_db']:.1f}"
+        lines.append(f"| {label} | {row['rtf']:.2g} | {row['rtf_ratio']:.2f} | {snr} |")
+    return "\n".join(lines)
+
+
 def peak_memory_mb(name: str, threads: int) -> float:
     out = subprocess.run([sys.executable, "-c", _MEMORY.format(root=str(ROOT), name=name, threads=threads)],
                          capture_output=True, text=True, check=True)
@@ -110,6 +179,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (the zoo's models; the peer stays on the CPU)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--batch", type=int, default=1, help="signals enhanced at once (as channels)")
+    parser.add_argument("--can-variants", action="store_true",
+                        help="also time the CAN inference paths (runtime fp32/bf16, autocast, ONNX Runtime); "
+                             "with --update they go to results/speed-can-variants.json, not speed.json/README")
     parser.add_argument("--update", action="store_true", help="write the results file and the README speed table")
     args = parser.parse_args()
 
@@ -130,15 +202,32 @@ def main() -> None:
                          "batch": setting[0], "device": setting[1], "dtype": setting[2],
                          "peak_mb": peak_memory_mb(name, args.threads) if setting[1] == "cpu" else None}
         print(f"{name}: RTF {systems[name]['rtf']:.2e} on {setting[1]}", file=sys.stderr)
+    variants = (can_variants(can_variant_name(), wave, args.repeats, args.threads)
+                if args.can_variants and args.device == "cpu" else None)
     for row in systems.values():
         row["rtf_ratio"] = row["rtf"] / systems[REFERENCE]["rtf"]
     report = {"device": args.device, "dtype": args.dtype, "batch": args.batch, "threads": args.threads,
               "seconds": args.seconds, "repeats": args.repeats, "torch": torch.__version__, "systems": systems}
+    if variants is not None:
+        # the variants take minutes: the peer again after them, and their ratios to the mean of both
+        # runs, so that a change of machine load over the run shows (and is shared out) in the file
+        after = real_time_factor(load_system(REFERENCE), wave, args.repeats)
+        variants["reference_rtf"] = {"before": systems[REFERENCE]["rtf"], "after": after}
+        for row in variants["rows"].values():
+            row["rtf_ratio"] = row["rtf"] / ((systems[REFERENCE]["rtf"] + after) / 2)
+        report["can_variants"] = variants
     table = markdown(report)
     print(table)
+    if variants is not None:
+        print()
+        print(variants_markdown(report))
     if args.update:  # a quick run (other models, another dtype) leaves the published figures alone
         results = RESULTS if args.device == "cpu" else RESULTS.with_name(f"speed-{args.device}.json")
         results.parent.mkdir(parents=True, exist_ok=True)
+        if variants is not None:  # its own file: the systems table and the README stay as published
+            results = results.with_name("speed-can-variants.json")
+            results.write_text(json.dumps(report, indent=2) + "\n")
+            return
         results.write_text(json.dumps(report, indent=2) + "\n")
         update_readme(report, table)
 

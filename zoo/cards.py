@@ -163,9 +163,13 @@ def _bold(text: str, bold: bool) -> str:
 def render_card(entry: ModelEntry, folder, results: list[dict], extra: str = "") -> str:
     folder = Path(folder)
     config = read_config(folder)
+    if config.get("converted_from"):  # someone else's release: its license and provenance stay on the card
+        from .convert.cards import source_sections
+
+        extra = source_sections(entry.name, config) + extra
     data = ModelCardData(
         library_name="zoo",
-        license="apache-2.0",
+        license="mit" if config.get("converted_from") else "apache-2.0",
         tags=["audio", "speech-enhancement", "denoising", "audio-to-audio", "zoo", entry.name],
         pipeline_tag="audio-to-audio",
         datasets=sorted({b["dataset_type"] for b in results}) or None,

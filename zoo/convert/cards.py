@@ -44,25 +44,29 @@ CHANGES = {
 }
 
 
-def write_card(folder, name: str, bundle, config: dict) -> Path:
-    from ..hub import CARD_NAME, write_text
-
-    info = CARDS[name]
+def source_sections(name: str, config: dict) -> str:
+    """The card sections a converted release must carry: source, license, the sha256 of the
+    source files, what the conversion changed, and why the weights are not committed. Also used
+    by ``zoo.cards.render_card`` when the benchmark re-renders the card with scores."""
     sources = "\n".join(f"  - `{file}`: sha256 `{sha}`" for file, sha in config["converted_from"]["files_sha256"].items())
-    text = f"""---
-library_name: zoo
-license: mit
-tags: [audio, speech-enhancement, denoising, converted]
----
+    calibration = config.get("calibration")
+    modes = ""
+    if calibration:
+        modes = f"""
+## Normalisation
 
-# {info['title']}
-
-{info['summary']}
-
+- `normalization: input` (the default, the authors' inference): every layer is normalised with the mean and
+  variance of the input being enhanced. For an input longer than one chunk (`chunk_seconds`, 30 s) the statistics
+  are measured first, in one pass over the input per layer (bounded memory), so the output equals processing the
+  whole file at once (the authors' graph, padding positions of their dilation-by-reshape included).
+- `normalization: calibrated` (`zoo.load("{name}", normalization="calibrated")`, or `{name}:normalization=calibrated`
+  wherever a model name is taken): fixed statistics (`{calibration['file']}`, measured by the zoo on {calibration['set']})
+  folded into the convolutions; streams with 0.5 s of look-ahead and no first pass, at a cost in quality (see Scores).
+"""
+    return f"""
 ## Source
 
-- Release: the authors' code and weights for Germain, Chen & Koltun 2019 (TensorFlow 1.x checkpoint bundle
-  `{bundle.prefix.name}`).
+- Release: the authors' code and weights for Germain, Chen & Koltun 2019 (TensorFlow 1.x checkpoint bundle).
 - License: {LICENSES[name]}
 - Source files:
 {sources}
@@ -72,13 +76,29 @@ tags: [audio, speech-enhancement, denoising, converted]
 ## What the conversion changed
 
 The layout only, no value: {CHANGES[name]}
-
+{modes}
 ## Not committed
 
 These weights are someone else's release: the zoo's repository holds this card and `config.json` (whose
 `weights_sha256` the conversion must reproduce), and `model.safetensors` is produced on set-up
 (`make demo`, `make test`, or `zoo convert PATH_TO_RELEASE`).
 """
+
+
+def write_card(folder, name: str, bundle, config: dict) -> Path:
+    from ..hub import CARD_NAME, write_text
+
+    info = CARDS[name]
+    text = f"""---
+library_name: zoo
+license: mit
+tags: [audio, speech-enhancement, denoising, converted]
+---
+
+# {info['title']}
+
+{info['summary']}
+{source_sections(name, config)}"""
     path = Path(folder) / CARD_NAME
     write_text(path, text)
     return path
