@@ -170,7 +170,8 @@ def render_card(entry: ModelEntry, folder, results: list[dict], extra: str = "")
     data = ModelCardData(
         library_name="zoo",
         license="mit" if config.get("converted_from") else "apache-2.0",
-        tags=["audio", "speech-enhancement", "denoising", "audio-to-audio", "zoo", entry.name],
+        tags=["audio", "speech-enhancement", "denoising", "audio-to-audio", "zoo", entry.name,
+              *(["converted"] if config.get("converted_from") else [])],
         pipeline_tag="audio-to-audio",
         datasets=sorted({b["dataset_type"] for b in results}) or None,
         model_name=entry.name,
