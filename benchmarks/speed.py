@@ -71,19 +71,20 @@ def real_time_factor(model, wave: torch.Tensor, repeats: int, batch: int = 1, de
 
 
 _MEMORY = """
-import resource, sys, torch
+import sys, torch
 sys.path.insert(0, {root!r})
 from benchmarks.speed import speech
 from zoo.evaluate import load_system
 torch.set_num_threads({threads})
 model = load_system({name!r})
 wave = speech(60)
-def rss():
-    return int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1]) / 1024
+def status_mb(field):
+    # VmHWM, not ru_maxrss: across fork+exec ru_maxrss keeps the parent's peak
+    return int(next(l for l in open('/proc/self/status') if l.startswith(field)).split()[1]) / 1024
 model.enhance(wave[..., :16000], 16000)
-before = rss()
+before = status_mb('VmRSS')
 model.enhance(wave, 16000)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before)
+print(status_mb('VmHWM') - before)
 """
 
 
