@@ -230,6 +230,15 @@ class DeepFeatureLoss(nn.Module):
           trained_on="VoiceBank-DEMAND (28 speakers; the authors' training, 320 epochs on a GPU)",
           summary="The authors' released context aggregation network (W=64, 14 dilated layers, 1 s receptive "
                   "field) trained with their deep feature loss; each layer normalised with the input's statistics")
+@register("feature-loss-can-generalist", card="hub_cards/feature-loss-can-generalist",
+          hub_repo="zoo-denoise/feature-loss-can-generalist",
+          paper="speech-denoising-deep-feature-losses.txt (Germain, Chen & Koltun 2019), sec. II; WiSE-FT",
+          trained_on="VoiceBank-DEMAND (the authors' training), then a 1000-step fine-tune on LibriSpeech + LJSpeech x "
+                     "Speech Commands, NOISEX, 73 min of scene recordings and 98 non-speech sounds at -5..20 dB "
+                     "(../shared/data; held-out speakers and noises validate)",
+          summary="The authors' released network and its fine-tune on all of ../shared/data's training speech and "
+                  "noise, mixed half and half in weight space (WiSE-FT): better on speakers and noises unlike "
+                  "VoiceBank-DEMAND's, as good on VoiceBank-DEMAND")
 @register("feature-loss-can-cpu", card="hub_cards/feature-loss-can-cpu", hub_repo="zoo-denoise/feature-loss-can-cpu",
           paper="speech-denoising-deep-feature-losses.txt (Germain, Chen & Koltun 2019), sec. II",
           trained_on=SHARED_DATA,
