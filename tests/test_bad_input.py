@@ -332,14 +332,16 @@ def test_whole_number_sample_rate_of_other_types_is_accepted(wiener_model, noisy
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int64, np.complex64, np.bool_])
 def test_unsupported_numpy_dtype_is_refused(wiener_model, noisy_speech, dtype):
     wave = (noisy_speech * 100).astype(dtype)
-    with pytest.raises(AudioError, match=rf"has dtype {np.dtype(dtype)}; pass float or int16/int32 PCM samples"):
+    with pytest.raises(AudioError, match=rf"has dtype {np.dtype(dtype)}; pass float samples \(float16, bfloat16, float32 "
+                                         r"or float64, full scale = 1\.0\) or signed integer PCM \(int8, int16 or int32\)"):
         wiener_model.enhance(wave, RATE)
 
 
 @pytest.mark.parametrize("dtype", [torch.int64, torch.uint8, torch.bool, torch.complex64])
 def test_unsupported_torch_dtype_is_refused(wiener_model, noisy_speech, dtype):
     wave = (torch.from_numpy(noisy_speech) * 100).to(dtype)
-    with pytest.raises(AudioError, match=re.escape(f"has dtype {dtype}; pass float or int16/int32 PCM samples")):
+    with pytest.raises(AudioError, match=re.escape(f"has dtype {dtype}; pass float samples (float16, bfloat16, float32 "
+                                                   "or float64, full scale = 1.0) or signed integer PCM (int8, int16 or int32)")):
         wiener_model.enhance(wave, RATE)
 
 
@@ -492,7 +494,7 @@ def test_failed_write_leaves_no_partial_file(wiener_model, tmp_path, monkeypatch
 
     monkeypatch.setattr(sf.SoundFile, "write", failing_write)
     with pytest.raises(OSError, match="No space left on device"):
-        wiener_model.enhance_file(src, dst, chunk_seconds=1.0)
+        wiener_model.enhance_file(src, dst, chunk_seconds=1.0, overwrite=True)  # replacing: the existing file stays until the end
     assert len(writes) == 2 and writes[0] > 0  # a first block had really been written somewhere
     assert listing(out) == (["enhanced.wav"] if existing else [])
     if existing:

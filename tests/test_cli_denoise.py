@@ -109,7 +109,8 @@ def test_existing_outputs_are_skipped_unless_overwrite(capsys, speech_tree, tmp_
 
     code, stdout, stderr = zoo_cli(capsys, "denoise", speech_tree, "-o", out)
     assert code == 0 and summary(stderr) == (0, 2, 0, 1)
-    assert f"skipped {speech_tree / 'a.wav'}: {out / 'in' / 'a.wav'} exists (use --overwrite)" in stdout + stderr
+    assert (f"skipped {speech_tree / 'a.wav'}: {out / 'in' / 'a.wav'} exists, made by feature-loss-can "
+            "(use --overwrite to redo it)") in stdout + stderr
     assert snapshot(out) == first  # untouched
 
     (out / "in" / "a.wav").write_bytes(b"stale")  # an output the user wants regenerated

@@ -39,7 +39,8 @@ def test_a_trained_checkpoint_exports_to_a_card_that_loads_and_enhances(tmp_path
                              str(out), "--recipe", "recipes/can-l1/shared-data.yaml", "--note", "a test run"],
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "training.json", "training.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "README.md", "config.json", "model.safetensors", "training.json", "training.png"]  # a card: publishable
     assert (out / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     config = json.loads((out / "config.json").read_text())
     assert config["init_args"]["width"] == 4 and config["init_args"]["dilations"] == [1, 2, 1]

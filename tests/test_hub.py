@@ -447,17 +447,20 @@ def test_publish_refuses_weights_that_do_not_match_config(tmp_path):
 
 
 def test_publish_speaks_http_to_the_hub(hub, tmp_path, monkeypatch):
-    """A real HfApi against olah: the request arrives, and olah (which has no uploads) refuses it."""
+    """A real HfApi against olah: the request arrives, and olah (which has no uploads) refuses it;
+    zoo says so in one sentence (PublishError) whose cause is the Hub's own HTTP error."""
     import huggingface_hub.constants
     import zoo
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
+    from zoo.hub import PublishError
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # in case the caller set it
     folder = card_folder(tmp_path)
     api = HfApi(endpoint=hub.endpoint, token="hf_not_a_real_token")
-    with pytest.raises(HfHubHTTPError) as caught:
+    with pytest.raises(PublishError, match="HTTP 405.*does not accept uploads") as caught:
         zoo.publish(folder, "zoo-denoise/wiener-upload", api=api)
-    assert caught.value.response is not None
-    assert caught.value.response.status_code == 405
+    cause = caught.value.__cause__
+    assert isinstance(cause, HfHubHTTPError) and cause.response is not None
+    assert cause.response.status_code == 405
     assert "POST /api/repos/create" in hub.server.log_text()

@@ -415,7 +415,7 @@ _MEMORY_SCRIPT = textwrap.dedent("""
     before = peak()
     model.enhance_file(short, dst, chunk_seconds=10)  # 1 minute
     after_short = peak()
-    model.enhance_file(src, dst, chunk_seconds=10)  # 10 minutes
+    model.enhance_file(src, dst, chunk_seconds=10, overwrite=True)  # 10 minutes, over the 1-minute output
     print(json.dumps({"before": before, "after_short": after_short, "after": peak(),
                       "width": model.network.body[0].out_channels}))
 """)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tempfile
+import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +33,15 @@ class AudioFileError(AudioError):
 # Integer PCM is scaled by the full-scale value of its type, the convention of soundfile,
 # scipy.io.wavfile and every DAW, so that int16 input round-trips to the same values.
 _INT_SCALE = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2147483648.0, np.dtype(np.int8): 128.0}
+_TORCH_INT_SCALE = {torch.int16: 32768.0, torch.int32: 2147483648.0, torch.int8: 128.0}
+#: what the dtype error says: exactly the dtypes accepted above, and what to do with unsigned 8-bit PCM
+ACCEPTED_DTYPES = ("pass float samples (float16, bfloat16, float32 or float64, full scale = 1.0) or signed "
+                   "integer PCM (int8, int16 or int32); unsigned 8-bit PCM (uint8, centred on 128) converts "
+                   "as (x.astype('float32') - 128) / 128")
+#: sample rates accepted by enhance (Hz): from telephone-band recordings well below 8 kHz up to the
+#: highest rate audio interfaces record at; outside it a rate is a mistake (a rate of 1 once took
+#: minutes for 1,000 samples)
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384000
 MAX_CHANNELS_FIRST = 64  # a [C, T] array with more "channels" than this is probably [T, C]
 
 
@@ -45,9 +56,10 @@ def to_float_tensor(wave, *, name: str = "wave") -> tuple[torch.Tensor, dict]:
     if isinstance(wave, torch.Tensor):
         meta.update(kind="torch", dtype=wave.dtype, device=wave.device)
         array = wave.detach()
-        if not (array.is_floating_point() or array.dtype in (torch.int16, torch.int32, torch.int8)):
-            raise AudioError(f"{name} has dtype {array.dtype}; pass float or int16/int32 PCM samples")
-        scale = {torch.int16: 32768.0, torch.int32: 2147483648.0, torch.int8: 128.0}.get(array.dtype, 1.0)
+        if not (array.is_floating_point() or array.dtype in _TORCH_INT_SCALE):
+            raise AudioError(f"{name} has dtype {array.dtype}; {ACCEPTED_DTYPES}")
+        # float16/bfloat16 are computed in float32 and returned in the input's dtype
+        scale = _TORCH_INT_SCALE.get(array.dtype, 1.0)
         tensor = array.to(torch.float32) / scale if scale != 1.0 else array.to(torch.float32)
     elif isinstance(wave, (np.ndarray, list, tuple)):
         array = np.asarray(wave)
@@ -57,7 +69,7 @@ def to_float_tensor(wave, *, name: str = "wave") -> tuple[torch.Tensor, dict]:
         elif np.issubdtype(array.dtype, np.floating):
             tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
         else:
-            raise AudioError(f"{name} has dtype {array.dtype}; pass float or int16/int32 PCM samples")
+            raise AudioError(f"{name} has dtype {array.dtype}; {ACCEPTED_DTYPES}")
     else:
         raise AudioError(f"{name} must be a numpy array or torch tensor, not {type(wave).__name__}")
 
@@ -85,8 +97,7 @@ def from_float_tensor(tensor: torch.Tensor, meta: dict):
     dtype = meta["dtype"]
     if meta["kind"] == "torch":
         if not dtype.is_floating_point:
-            scale = {torch.int16: 32768.0, torch.int32: 2147483648.0, torch.int8: 128.0}[dtype]
-            tensor = _to_int(tensor, scale, dtype=dtype)
+            tensor = _to_int(tensor, _TORCH_INT_SCALE[dtype], dtype=dtype)
         return tensor.to(device=meta["device"], dtype=dtype)
     array = tensor.cpu().numpy()
     if dtype in _INT_SCALE:
@@ -132,7 +143,21 @@ def check_samples(tensor: torch.Tensor, *, name: str = "wave", offset: int = 0) 
 
 
 def warn_if_clipped(tensor: torch.Tensor, *, name: str = "wave", threshold: float = 0.999) -> None:
-    """Clipped input is enhanced anyway (that is what users want), but they should know."""
+    """Clipped input is enhanced anyway (that is what users want), but they should know.
+
+    Float samples beyond full scale (1.0) are not clipping but a scale mistake (int16 values in a
+    float array, a gain applied twice): that gets its own message."""
+    peak = float(tensor.abs().max()) if tensor.numel() else 0.0
+    if peak > 1.0 + 1e-6:
+        beyond = int((tensor.abs() > 1.0).sum())
+        hint = (" (it looks like integer PCM values in a float array: divide by 32768)" if 1000 < peak <= 32768
+                else "")
+        warnings.warn(
+            f"{name} exceeds full scale: peak {peak:.4g} ({20 * math.log10(peak):+.1f} dBFS), {beyond} samples "
+            f"beyond +-1.0; float audio is expected within [-1, 1]{hint}. It is enhanced as given; "
+            "integer output formats will clip", stacklevel=3,
+        )
+        return
     at_full_scale = int((tensor.abs() >= threshold).sum())
     if at_full_scale > max(3, 1e-4 * tensor.numel()):
         warnings.warn(
@@ -147,6 +172,11 @@ def check_sample_rate(sample_rate) -> int:
     if not isinstance(sample_rate, (int, np.integer)) or isinstance(sample_rate, bool) or sample_rate <= 0:
         raise AudioError(
             f"sample_rate must be a positive whole number of Hz (e.g. 16000), got {sample_rate!r}"
+        )
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise AudioError(
+            f"sample_rate {int(sample_rate)} Hz is outside the accepted range {MIN_SAMPLE_RATE:,} to "
+            f"{MAX_SAMPLE_RATE:,} Hz; pass the rate the audio was recorded at in Hz (e.g. 16000, 44100, 48000)"
         )
     return int(sample_rate)
 
@@ -254,6 +284,46 @@ def iter_blocks(handle: sf.SoundFile, block_frames: int) -> Iterator[torch.Tenso
         yield block
 
 
+def audible_channels(handle: sf.SoundFile, block_frames: int) -> torch.Tensor:
+    """[C] bool: which channels of an open file hold a non-zero sample. Reads until every channel
+    has one (usually within the first block; the whole file only for digital silence), then
+    rewinds. Read errors are left to the pass that enhances (it names the position)."""
+    audible = np.zeros(handle.channels, dtype=bool)
+    try:
+        while not audible.all():
+            data = handle.read(block_frames, dtype="float32", always_2d=True)
+            if len(data) == 0:
+                break
+            audible |= (data != 0).any(axis=0)
+    except (sf.LibsndfileError, RuntimeError):
+        audible[:] = True
+    handle.seek(0)
+    return torch.from_numpy(audible)
+
+
+#: how an output records the model that made it (the file's comment tag: WAV LIST/INFO, FLAC/OGG
+#: Vorbis comment), so that a rerun with another model does not mistake it for its own
+_MADE_BY = "enhanced by zoo model "
+
+
+def mark_made_by(handle: sf.SoundFile, model: str) -> None:
+    """Record ``model`` in a file open for writing (before its samples)."""
+    try:
+        handle.comment = _MADE_BY + model
+    except (sf.LibsndfileError, RuntimeError):  # a container without a comment tag
+        pass
+
+
+def made_by(path) -> str | None:
+    """The zoo model recorded in an audio file by :func:`mark_made_by`, or None (not ours, unreadable)."""
+    try:
+        with sf.SoundFile(str(path)) as handle:
+            comment = handle.comment or ""
+    except (sf.LibsndfileError, RuntimeError, TypeError, OSError):
+        return None
+    return comment[len(_MADE_BY):].strip() or None if comment.startswith(_MADE_BY) else None
+
+
 def write_audio(path, wave: torch.Tensor, sample_rate: int, subtype: str | None = None) -> None:
     """Write float [C, T] audio atomically (temporary name, then rename)."""
     with atomic_output(path) as temporary:
@@ -288,15 +358,68 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+#: temporary outputs: ``.NAME.zoo-PID-XXXXXXXX.partial.EXT`` beside the final ``NAME.EXT``; the PID
+#: tells a leftover (its process is gone: killed with SIGKILL, a power cut) from a file being written
+_PARTIAL = re.compile(r"^\.(?P<stem>.*)\.(?:zoo-(?P<pid>\d+)-)?[A-Za-z0-9_]+\.partial(?P<suffix>\.[^.]*)?$")
+#: a temporary file without a PID (written by zoo before 0.x) counts as a leftover after this long
+_OLD_PARTIAL_SECONDS = 3600
+
+
+def is_temporary_output(path) -> bool:
+    """True for a temporary output of :func:`atomic_output` (never an input to enhance)."""
+    return bool(_PARTIAL.match(Path(path).name))
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder, stem: str | None = None) -> list[Path]:
+    """Delete leftovers of :func:`atomic_output` in ``folder`` (of outputs named ``stem``, or all)
+    whose process no longer runs; return what was removed. A file still being written by a live
+    process is left alone."""
+    removed = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for path in entries:
+        match = _PARTIAL.match(path.name)
+        if not match or (stem is not None and match["stem"] != stem) or not path.is_file():
+            continue
+        pid = match["pid"]
+        try:
+            stale = (not _process_alive(int(pid))) if pid else (
+                time.time() - path.stat().st_mtime > _OLD_PARTIAL_SECONDS)
+            if stale:
+                path.unlink()
+                removed.append(path)
+        except OSError:
+            continue
+    return removed
+
+
 @contextmanager
 def atomic_output(path):
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
 
-    A crash, Ctrl-C or error never leaves a half-written file under the real name.
+    A crash, Ctrl-C, SIGTERM (where the program turns it into an exception, as ``zoo`` does) or
+    error never leaves a half-written file under the real name, nor the temporary file; a
+    temporary left by a killed process is removed the next time this output is written.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
+    remove_stale_temporaries(path.parent, path.stem)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.stem}.zoo-{os.getpid()}-", suffix=f".partial{path.suffix}",
+                                     dir=path.parent)
     os.close(fd)
     try:
         yield temporary

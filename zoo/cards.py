@@ -140,8 +140,10 @@ def training_section(folder) -> str:
     if "last_val_si_sdr_db" in record:
         reference = (f" (unprocessed input: {record['val_input_si_sdr_db']:.2f} dB)"
                      if "val_input_si_sdr_db" in record else "")
+        start = (record.get("finetune") or {}).get("val_start_si_sdr_db")
+        started = f"; the model it started from: {start:.2f} dB" if start is not None else ""
         lines.append(f"- Last validation SI-SDR (held-out speakers and noises): {record['last_val_si_sdr_db']:.2f} dB"
-                     + reference)
+                     + reference + started)
     if record.get("note"):
         lines.append(f"- Note: {record['note']}")
     figure = "\n\n![training loss and validation SI-SDR](training.png)" if (path.parent / "training.png").is_file() else ""
@@ -160,6 +162,35 @@ def _bold(text: str, bold: bool) -> str:
     return f"**{text}**" if bold else text
 
 
+def card_license(config: dict) -> str:
+    """The Hub license tag: MIT for weights converted from, or derived from, the MIT release they
+    name; "other" for another release (its terms are on the card); apache-2.0 for the zoo's own."""
+    release = config.get("converted_from") or config.get("derived_from")
+    if not release:
+        return "apache-2.0"
+    return "mit" if "MIT" in f"{release.get('release', '')} {release.get('license', '')}" else "other"
+
+
+def derivation_section(config: dict) -> str:
+    """What weights made from someone else's release (a fine-tune of it, or a weight-space mix with
+    one, ``zoo interpolate``) must say: the release, its license, the source files, how they were made."""
+    release = config.get("derived_from")
+    made = config.get("interpolated")
+    if not release and not made:
+        return ""
+    lines = []
+    if made:
+        lines.append(f"- Made by `zoo interpolate` (WiSE-FT, Wortsman et al. 2022, Eq. 1): "
+                     f"{1 - made['alpha']:g} x `{made['start']['model']}` (sha256 `{made['start']['weights_sha256']}`) "
+                     f"+ {made['alpha']:g} x its fine-tune `{made['fine_tuned']['model']}` "
+                     f"(sha256 `{made['fine_tuned']['weights_sha256']}`); no training of its own.")
+    if release:
+        lines.append(f"- Derived from: {release.get('release')}")
+        lines.append(f"- License: {release.get('license', 'that of the release')}")
+        lines.extend(f"  - `{file}`: sha256 `{sha}`" for file, sha in release.get("files_sha256", {}).items())
+    return "\n## How these weights were made\n\n" + "\n".join(lines) + "\n"
+
+
 def render_card(entry: ModelEntry, folder, results: list[dict], extra: str = "") -> str:
     folder = Path(folder)
     config = read_config(folder)
@@ -167,9 +198,10 @@ def render_card(entry: ModelEntry, folder, results: list[dict], extra: str = "")
         from .convert.cards import source_sections
 
         extra = source_sections(entry.name, config) + extra
+    extra = derivation_section(config) + extra
     data = ModelCardData(
         library_name="zoo",
-        license="mit" if config.get("converted_from") else "apache-2.0",
+        license=card_license(config),
         tags=["audio", "speech-enhancement", "denoising", "audio-to-audio", "zoo", entry.name,
               *(["converted"] if config.get("converted_from") else [])],
         pipeline_tag="audio-to-audio",

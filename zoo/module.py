@@ -8,6 +8,7 @@ shared by the Python API, the CLI, the tests and the benchmarks (see ``zoo.infer
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import ClassVar
@@ -102,38 +103,63 @@ class DenoiserModule(L.LightningModule):
                   "one pass per layer", flush=True)
         return self.measure_input_statistics(at_model_rate)
 
+    @property
+    def zoo_identity(self) -> str:
+        """The name recorded in the files this model writes (``enhance_file``): the name it was
+        loaded by when the caller set ``zoo_model_name`` (the CLI does), else its card folder's name,
+        else its class name."""
+        name = getattr(self, "zoo_model_name", None)
+        folder = getattr(self, "zoo_folder", None)
+        return str(name or (Path(folder).name if folder else type(self).__name__))
+
     def enhance(self, wave, sample_rate: int, *, chunk_seconds: float = 30.0, progress: bool = False):
         """Enhance a numpy array or torch tensor, ``[T]`` or channels-first ``[C, T]``, at any rate.
 
         The input is resampled to the model's rate and back, each channel is enhanced on its
-        own, and the result has the input's shape, container and dtype (int16 in, int16 out).
-        Long inputs are processed in chunks of ``chunk_seconds`` with exact context.
+        own, and the result has the input's shape, container and dtype (int16 in, int16 out;
+        float16 and bfloat16 are computed in float32 and returned in their own dtype). Long inputs
+        are processed in chunks of ``chunk_seconds`` (at least 0.01 s) with exact context. A channel
+        of digital silence (all zeros) comes back as exact zeros.
         """
         sample_rate = audio.check_sample_rate(sample_rate)
+        block = block_frames(chunk_seconds, sample_rate)
         tensor, meta = audio.to_float_tensor(wave)
-        block = max(1, int(chunk_seconds * sample_rate))
+        audible = (tensor != 0).any(dim=-1)
+        if not bool(audible.any()):  # digital silence: nothing to enhance, and no model bias added to it
+            return audio.from_float_tensor(torch.zeros_like(tensor), meta)
         statistics = self._statistics_for(lambda: split_blocks(tensor, block), sample_rate, tensor.shape[-1], block,
                                           progress)
         blocks = split_blocks(tensor, block)
         if progress:
             blocks = tqdm(blocks, total=-(-tensor.shape[-1] // block), unit="chunk", desc="enhance")
         pieces = exact_length(run_stream(enhance_stream(self, sample_rate, statistics), blocks), tensor.shape[-1])
-        out = torch.cat(list(pieces), dim=-1)
+        out = torch.cat(list(silence_channels(pieces, audible)), dim=-1)
         return audio.from_float_tensor(out, meta)
 
-    def enhance_file(self, src, dst, *, chunk_seconds: float = 30.0, progress: bool = False) -> Path:
+    def enhance_file(self, src, dst, *, chunk_seconds: float = 30.0, progress: bool = False,
+                     overwrite: bool = False) -> Path:
         """Enhance an audio file into ``dst`` (same rate, channels and sample format).
 
         Reads and writes in blocks, so memory does not grow with the file's length; writes to a
-        temporary name and renames it at the end; refuses to overwrite ``src``.
+        temporary name and renames it at the end; refuses to overwrite ``src``, and refuses an
+        existing ``dst`` (``FileExistsError``) unless ``overwrite=True``, as ``zoo denoise`` does.
+        The output records which model made it (``made_by(dst)``). Silent channels stay exact zeros.
         """
         src, dst = Path(src), Path(dst)
         if src.resolve() == dst.resolve() or (dst.exists() and src.exists() and os.path.samefile(src, dst)):
             raise audio.AudioFileError(f"refusing to overwrite the input {src}: choose another output path")
+        audio.format_for(dst)  # an unsupported extension is refused before anything is read or written
+        if (dst.exists() or dst.is_symlink()) and not overwrite:
+            made = audio.made_by(dst) if dst.is_file() else None
+            raise FileExistsError(
+                f"{dst} already exists{f' (made by {made})' if made else ''}; pass overwrite=True to replace it "
+                "or choose another output path")
         with audio.open_audio(src) as reader:
             rate, channels = reader.samplerate, reader.channels
+            audio.check_sample_rate(rate)
             subtype = audio.output_subtype(reader.subtype, dst)
-            block = max(1, int(chunk_seconds * rate))
+            block = block_frames(chunk_seconds, rate)
+            audible = audio.audible_channels(reader, block)
 
             def reread():
                 with audio.open_audio(src) as again:
@@ -146,8 +172,13 @@ class DenoiserModule(L.LightningModule):
             with audio.atomic_output(dst) as temporary:
                 with sf.SoundFile(temporary, "w", samplerate=rate, channels=channels, subtype=subtype,
                                   format=audio.format_for(dst)) as writer:
-                    pieces = run_stream(enhance_stream(self, rate, statistics), blocks)
-                    for piece in exact_length(pieces, reader.frames):
+                    audio.mark_made_by(writer, self.zoo_identity)
+                    if bool(audible.any()):
+                        pieces = run_stream(enhance_stream(self, rate, statistics), blocks)
+                    else:  # digital silence: written as exact zeros without running the model
+                        pieces = (torch.zeros(channels, min(block, reader.frames - start))
+                                  for start in range(0, reader.frames, block))
+                    for piece in silence_channels(exact_length(pieces, reader.frames), audible):
                         audio.write_block(writer, piece)
         return dst
 
@@ -157,6 +188,33 @@ class DenoiserModule(L.LightningModule):
         from .hub import save_pretrained
 
         return save_pretrained(self, folder, **card)
+
+
+#: the shortest block ``chunk_seconds`` may ask for: 0 or a negative value once meant 1-sample blocks
+#: (a 4-second file estimated at half an hour)
+MIN_CHUNK_SECONDS = 0.01
+
+
+def block_frames(chunk_seconds, sample_rate: int) -> int:
+    """Samples per block for ``chunk_seconds`` at ``sample_rate``; refuses 0, negative, NaN or tiny values."""
+    try:
+        seconds = float(chunk_seconds)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if isinstance(chunk_seconds, bool) or not math.isfinite(seconds) or seconds < MIN_CHUNK_SECONDS:
+        raise audio.AudioError(
+            f"chunk_seconds must be a number of seconds of at least {MIN_CHUNK_SECONDS} (the block length for "
+            f"long inputs; default 30), got {chunk_seconds!r}")
+    return max(1, int(seconds * sample_rate))
+
+
+def silence_channels(pieces, audible: torch.Tensor):
+    """Zero the channels that were digital silence on input (``audible[c]`` False): a model's biases
+    must not turn silence into noise."""
+    for piece in pieces:
+        if not bool(audible.all()):
+            piece = piece * audible.to(piece.dtype)[:, None]
+        yield piece
 
 
 def _si_sdr(estimate: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

@@ -52,6 +52,7 @@ def tranche_figure(summary: dict, rows: list[dict], out) -> dict[str, Path]:
     ax.set_xlabel("composite background score (CBAK) of the noisy input")
     ax.set_ylabel("files")
     ax.set_title(f"{summary['data']}: 8 tranches of equal size", fontsize=9)
+    fig.tight_layout()  # a 3-inch-high figure: without it the x-axis label falls off the bottom edge
     paths["bak_distribution"] = _save(fig, out / "bak_distribution.png")
 
     measures = [("snr", "SNR (dB)"), ("csig", "SIG (CSIG)"), ("cbak", "BAK (CBAK)"), ("covl", "OVL (COVL)")]
@@ -88,11 +89,15 @@ def training_figure(rows: list[dict], path, title: str = "", input_si_sdr: float
         fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
     if train:
         steps, losses = zip(*train)
-        top.plot(steps, losses, color="0.75", lw=0.8, label="train loss (logged steps)")
+        # a short run logs a few steps: markers, or a single step would draw nothing (a line of one point)
+        few = {"marker": "o", "markersize": 3} if len(losses) < 30 else {}
+        top.plot(steps, losses, color="0.75" if len(losses) >= 40 else "C0", lw=0.8, label="train loss (logged steps)",
+                 **few)
         window = max(1, len(losses) // 20)
-        running = [sum(losses[max(0, i - window + 1):i + 1]) / len(losses[max(0, i - window + 1):i + 1])
-                   for i in range(len(losses))]
-        top.plot(steps, running, color="C0", label=f"running mean of {window}")
+        if window > 1:  # a mean of one step is the loss itself, drawn over it
+            running = [sum(losses[max(0, i - window + 1):i + 1]) / len(losses[max(0, i - window + 1):i + 1])
+                       for i in range(len(losses))]
+            top.plot(steps, running, color="C0", label=f"running mean of {window}")
     if val["val/loss"]:
         top.plot(*zip(*val["val/loss"]), "o-", color="C1", label="validation loss")
     top.set_ylabel("loss")
@@ -114,6 +119,9 @@ def training_figure(rows: list[dict], path, title: str = "", input_si_sdr: float
         rate_axis.legend(fontsize=8, loc="lower left")
         last_axis = rate_axis
     last_axis.set_xlabel("training step")
+    if not train and not any(val.values()):
+        top.text(0.5, 0.5, "nothing logged yet: no training step reached log_every_n_steps and no validation ran",
+                 ha="center", va="center", transform=top.transAxes, fontsize=9, wrap=True)
     if title:
         fig.suptitle(title)
     return _save(fig, Path(path))
@@ -121,6 +129,7 @@ def training_figure(rows: list[dict], path, title: str = "", input_si_sdr: float
 
 def _save(fig, path: Path) -> Path:
     with atomic_output(path) as temporary:
-        fig.savefig(temporary, dpi=100, format="png")
+        # bbox_inches="tight": the canvas grows to every label, so none is cut at an edge
+        fig.savefig(temporary, dpi=100, format="png", bbox_inches="tight", pad_inches=0.1)
     plt.close(fig)
     return path

@@ -6,9 +6,13 @@ command line (``--trainer.max_epochs 5 --model.init_args.width 32``).
 """
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+
 import lightning as L
-from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 
 class StartFrom(Callback):
@@ -186,18 +190,115 @@ class LearningRateDecay(Callback):
         pl_module.log("lr", lr, on_step=True, on_epoch=False)
 
 
-def run_lightning_cli(args: list[str]) -> LightningCLI:
-    import sys
+class SaveRunConfig(SaveConfigCallback):
+    """LightningCLI's config.yaml, plus ``recipe.json`` beside it: the recipe file(s) and the
+    command line the run was given, which the resolved config.yaml does not keep (so that
+    ``python -m zoo.export`` states the recipe on the card). Refuses a run whose logs or
+    checkpoints would go into a published card folder (``hub_cards/``)."""
 
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        from .export import refuse_published_card
+
+        # on every rank: ``trainer.log_dir`` is a collective call (a broadcast) under DDP, and
+        # ``save_config`` below runs on rank 0 only, where calling it would wait forever
+        self.run_log_dir = trainer.log_dir
+        if self.run_log_dir:
+            refuse_published_card(self.run_log_dir)
+        super().setup(trainer, pl_module, stage)
+
+    def save_config(self, trainer, pl_module, stage: str) -> None:
+        from .export import RUN_RECORD_NAME
+
+        log_dir = getattr(self, "run_log_dir", None)
+        if not log_dir:
+            return
+        recipes = [_recipe_name(getattr(path, "absolute", path)) for path in (self.config.get("config") or [])]
+        record = {"recipe": recipes, "command": " ".join(["zoo", *sys.argv[1:]])}
+        Path(log_dir).mkdir(parents=True, exist_ok=True)
+        (Path(log_dir) / RUN_RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _recipe_name(path) -> str:
+    """A recipe of this checkout as ``recipes/NAME/RECIPE.yaml``, wherever the command ran."""
+    from .registry import PROJECT_ROOT
+
+    try:
+        return str(Path(path).resolve().relative_to(PROJECT_ROOT.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _shown(path) -> str:
+    """A path relative to the working directory when below it, else as it is."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def checkpoints_of(trainer) -> dict:
+    """``{"last": path, "best": path, "best_score": float, "monitor": str, "log_dir": path}`` of a
+    finished run (paths empty where the run kept none)."""
+    found = {"last": "", "best": "", "best_score": None, "monitor": None, "log_dir": trainer.log_dir or ""}
+    for callback in trainer.checkpoint_callbacks:
+        if not isinstance(callback, ModelCheckpoint):
+            continue
+        if callback.monitor:
+            score = callback.best_model_score
+            found.update(best=callback.best_model_path, monitor=callback.monitor,
+                         best_score=None if score is None else float(score))
+        elif callback.last_model_path or callback.best_model_path:
+            found["last"] = found["last"] or callback.last_model_path or callback.best_model_path
+    return found
+
+
+def model_name_of(trainer, pl_module) -> str:
+    """The registered name a run trains: its StartFrom model, else the one name of its class, else NAME."""
+    from .registry import entries
+
+    for callback in trainer.callbacks:
+        if isinstance(callback, StartFrom):
+            return callback.model
+    names = [entry.name for entry in entries() if entry.cls is type(pl_module)]
+    return names[0] if len(names) == 1 else "NAME"
+
+
+def report_run(trainer, pl_module) -> dict:
+    """Say where a finished ``zoo fit`` run put its checkpoints and what to run next."""
+    found = checkpoints_of(trainer)
+    shown = {key: _shown(found[key]) if found[key] else "" for key in ("last", "best", "log_dir")}
+    lines = [f"training finished at step {trainer.global_step}; logs: {shown['log_dir']}"]
+    if shown["last"]:
+        lines.append(f"  last checkpoint: {shown['last']}")
+    if shown["best"]:
+        score = f" ({found['best_score']:.3f})" if found["best_score"] is not None else ""
+        lines.append(f"  best by {found['monitor']}{score}: {shown['best']}")
+    elif found["monitor"]:
+        lines.append(f"  no best checkpoint: {found['monitor']} was never logged (no validation ran; "
+                     "under one epoch, set --trainer.val_check_interval, or use zoo finetune --steps)")
+    if shown["last"]:
+        name = model_name_of(trainer, pl_module)
+        lines += ["next: a card folder from it (a new folder; hub_cards/ is never written):",
+                  f"  python -m zoo.export {shown['last']} --model {name} --out my-{name}"]
+    if trainer.is_global_zero:  # every rank gets here (log_dir is a collective call); one says it
+        print("\n".join(lines), file=sys.stderr)
+    return found
+
+
+def run_lightning_cli(args: list[str], report: bool = True) -> LightningCLI:
     import zoo.models  # noqa: F401  (make every architecture importable by class path)
 
     # LightningCLI reads sys.argv itself; hand it exactly the recipe arguments.
     sys.argv = ["zoo", *args]
-    return LightningCLI(
+    cli = LightningCLI(
         L.LightningModule,
         L.LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
+        save_config_callback=SaveRunConfig,
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
     )
+    if report and args and args[0] == "fit" and getattr(cli, "trainer", None) is not None:
+        report_run(cli.trainer, cli.model)
+    return cli

@@ -56,7 +56,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..audio import AudioFileError, open_audio, resample
 from .collate import EpochShuffle
-from .files import audio_files, resolve_data_path
+from .files import DataPathError, audio_files, path_list, resolve_data_path
 from .noises import (BABBLE_SPEECH, BABBLE_TALKERS, GENERATED_NOISES, GENERATED_PREFIX, active_level, babble_noise,
                      brown_noise, level_normalised, magnitude_sum, pink_noise, speech_shaped_noise, tilt_spectrum,
                      white_noise)
@@ -158,9 +158,9 @@ def find_audio(entries, root, role: str, max_files: int | None = None) -> list[P
     """Audio files under ``entries`` (files or folders; relative to ``root`` = data_root,
     $ZOO_DATA or ../shared/data; absolute paths as they are), with the role in any error."""
     try:
-        found = audio_files(entries, root)
+        found = audio_files(path_list(entries, role), root)
     except FileNotFoundError as error:
-        raise FileNotFoundError(f"{role}: {error}") from None
+        raise DataPathError(f"{role}: {error}") from None
     return [path.resolve() for path in found[:max_files]]
 
 
@@ -505,14 +505,18 @@ class Mixtures(MixingDataModule):
         babble_talkers: talkers per babble clip.
     """
 
-    def __init__(self, speech: list[str], noise: list[str], val_speech: list[str] | None = None,
-                 val_noise: list[str] | None = None, data_root: str | None = None, sample_rate: int = 16000,
+    def __init__(self, speech: list[str] | str, noise: list[str] | str, val_speech: list[str] | str | None = None,
+                 val_noise: list[str] | str | None = None, data_root: str | None = None, sample_rate: int = 16000,
                  crop_seconds: float = 2.0, snr_db: tuple[float, float] = (-5.0, 20.0), batch_size: int = 4,
                  train_size: int = 1000, val_size: int = 64, num_workers: int = 0, seed: int = 0,
                  max_files: int | None = None, snr_db_choices: list[float] | None = None,
                  gain_db: tuple[float, float] | None = None, babble_speech: list[str] | None = None,
                  babble_talkers: int = BABBLE_TALKERS, noise_tilt_db: tuple[float, float] | None = None):
         super().__init__()
+        # one folder given as a plain path is a list of one; a recipe placeholder is refused now, not after
+        # the model has loaded (save_hyperparameters records the normalised lists)
+        speech, noise = path_list(speech, "Mixtures speech"), path_list(noise, "Mixtures noise")
+        val_speech, val_noise = path_list(val_speech, "Mixtures val_speech"), path_list(val_noise, "Mixtures val_noise")
         check_mixing_args(snr_db, snr_db_choices, gain_db, crop_seconds, batch_size, train_size, val_size,
                           babble_talkers, noise_tilt_db)
         split_generated(noise)

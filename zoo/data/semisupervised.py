@@ -45,6 +45,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from .mixtures import (MAX_DRAWS, PEAK_LIMIT, AudioFile, MixtureDataset, _WholeFiles, catalogue, check_mixing_args,
                        find_audio, read_crop, read_looped, split_generated)
 from .splits import VAL_NOISE, VAL_SPEECH
+from .files import path_list
 
 _STREAM_SEMI = 2
 NOISE_ONLY, NOISY = 0, 1
@@ -164,13 +165,16 @@ class SemiSupervisedMixtures(L.LightningDataModule):
         require_semi_supervised_model: refuse to fit a model without ``semi_supervised = True``.
     """
 
-    def __init__(self, noise_only: list[str], noisy: list[str], val_speech: list[str] | None = None,
-                 val_noise: list[str] | None = None, data_root: str | None = None, sample_rate: int = 16000,
+    def __init__(self, noise_only: list[str] | str, noisy: list[str] | str, val_speech: list[str] | str | None = None,
+                 val_noise: list[str] | str | None = None, data_root: str | None = None, sample_rate: int = 16000,
                  crop_seconds: float = 2.0, noise_only_share: float = 0.5,
                  gain_db: tuple[float, float] | None = None, snr_db: tuple[float, float] = (-5.0, 20.0),
                  batch_size: int = 8, train_size: int = 1000, val_size: int = 64, num_workers: int = 0,
                  seed: int = 0, max_files: int | None = None, require_semi_supervised_model: bool = True):
         super().__init__()
+        noise_only, noisy = path_list(noise_only, f"{type(self).__name__} noise_only"), path_list(noisy, f"{type(self).__name__} noisy")
+        val_speech = path_list(val_speech, f"{type(self).__name__} val_speech")
+        val_noise = path_list(val_noise, f"{type(self).__name__} val_noise")
         check_mixing_args(snr_db, None, gain_db, crop_seconds, batch_size, train_size, val_size, 1)
         noise_only_rows(batch_size, noise_only_share)
         if train_size < batch_size:
