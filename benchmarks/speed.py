@@ -35,6 +35,8 @@ from zoo.data.files import DATA_ROOT  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "speed.json"
 REFERENCE = "deepfilternet3"
+#: the released network's other CPU paths, beside its default (``runtime: auto``, the fp32 fast path)
+VARIANTS = ["feature-loss-can:runtime=bf16", "feature-loss-can:runtime=torch"]
 
 
 def speech(seconds: float) -> torch.Tensor:
@@ -191,7 +193,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     wave = speech(args.seconds)
-    names = [*(args.models if args.models is not None else zoo.list_models()), REFERENCE]
+    names = [*(args.models if args.models is not None else zoo.list_models() + VARIANTS), REFERENCE]
     systems = {}
     for name in names:
         model = load_system(name)

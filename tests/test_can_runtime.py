@@ -170,3 +170,81 @@ def test_onnxruntime_export_of_the_folded_network(network, speech):
     out = ONNXRuntimeCAN(CANRuntime.from_network(network), threads=2)(wave)
     assert out.shape == wave.shape
     assert (out - expected).abs().max() < 1e-4 * expected.abs().max()
+
+
+# ---- the released network's per-input statistics, whole signal (forward_with_input_statistics) ----
+
+
+def _input_normalised_can(width: int = 16, seed: int = 0):
+    """A CAN with ``normalization: input`` and non-trivial adaptive normalisations (random, so
+    that every layer's statistics matter)."""
+    from zoo.models.feature_loss import FeatureLossCAN
+
+    torch.manual_seed(seed)
+    model = FeatureLossCAN(width=width, dilations=(1, 2, 4, 8, 16, 1), normalization="input", norm_eps=1e-3,
+                           wave_scale=1.0, loss_network="feature-loss-net").eval()
+    with torch.no_grad():
+        for _, norm, _ in model.network.layers():
+            norm.alpha.fill_(0.7)
+            norm.beta.fill_(0.5)
+            norm.bn.bias.normal_(0, 0.2)
+    return model
+
+
+@pytest.mark.parametrize("length", [12345, 20000, 16 * 1000 + 3])
+def test_input_statistics_runtime_equals_the_network_forward(speech, length):
+    """fp32 to float rounding and bf16 within 40 dB, for lengths that are not multiples of any
+    dilation (the padding positions of the authors' reshape count in the statistics), with two
+    rows of different signals (each row its own statistics) and two workers."""
+    from zoo.models.can_runtime import forward_with_input_statistics
+
+    model = _input_normalised_can()
+    wave = torch.stack([speech[:length], speech[-length:] * 0.3])
+    with torch.inference_mode():
+        reference = model.network(wave)
+        fp32 = forward_with_input_statistics(model.network, wave, mode="fp32", workers=2, rows=1000)
+        bf16 = forward_with_input_statistics(model.network, wave, mode="bf16", workers=2, rows=1000)
+    assert (fp32 - reference).abs().max() < 1e-5 * reference.abs().max()
+    assert snr_db(reference, bf16) > 40
+    # rows of their own: the second row alone gives the same as in the pair
+    with torch.inference_mode():
+        alone = forward_with_input_statistics(model.network, wave[1:], mode="fp32")
+    assert (alone[0] - fp32[1]).abs().max() < 1e-5 * fp32[1].abs().max()
+
+
+def test_runtime_option_chooses_the_path_and_keeps_the_output(speech):
+    """``runtime``: auto takes the fast path for inference on the CPU with per-input statistics,
+    never under autograd; torch never; bf16 within 40 dB. ``enhance`` gives the same either way."""
+    model = _input_normalised_can()
+    wave = speech[None, :20000]
+    with torch.inference_mode():
+        assert model._runtime_mode(wave, None) == "fp32"
+        assert model._runtime_mode(wave, [(torch.zeros(16), torch.ones(16))] * 6) is None  # blocks of a long input
+    assert model._runtime_mode(wave, None) is None  # autograd on: the network's forward (training)
+    model.runtime = "torch"
+    torch_path = model.enhance(speech[:20000].numpy(), 16000)
+    model.runtime = "auto"
+    auto = model.enhance(speech[:20000].numpy(), 16000)
+    model.runtime = "bf16"
+    bf16 = model.enhance(speech[:20000].numpy(), 16000)
+    assert abs(auto - torch_path).max() < 1e-5 * abs(torch_path).max()
+    assert snr_db(torch.from_numpy(torch_path), torch.from_numpy(bf16)) > 40
+    with pytest.raises(ValueError, match="runtime must be one of auto, torch, fp32, bf16"):
+        type(model)(width=8, runtime="fast")
+
+
+def test_runtime_is_a_load_option_of_cards_written_before_it(tmp_path):
+    """Configs written before the option existed (every published card) still take it."""
+    import json
+
+    import zoo
+    from zoo.hub import ModelLoadError, save_pretrained
+
+    folder = save_pretrained(_input_normalised_can(width=8), tmp_path / "card")
+    config = json.loads((folder / "config.json").read_text())
+    del config["init_args"]["runtime"]
+    (folder / "config.json").write_text(json.dumps(config))
+    assert zoo.load(f"{folder}/", runtime="bf16").runtime == "bf16"
+    assert zoo.load(f"{folder}/").runtime == "auto"
+    with pytest.raises(ModelLoadError, match="has no option colour"):
+        zoo.load(f"{folder}/", colour="red")

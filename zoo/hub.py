@@ -244,10 +244,6 @@ def load_folder(folder, **options) -> DenoiserModule:
     ``options`` change init arguments the folder's config.json has (``normalization``, say)."""
     folder = Path(folder)
     config = read_config(folder)
-    unknown = sorted(set(options) - set(config.get("init_args", {})))
-    if unknown:
-        raise ModelLoadError(f"{folder.name} has no option {', '.join(unknown)}; its options are "
-                             f"{', '.join(sorted(config.get('init_args', {})))} (zoo info shows their values)")
     architecture = config["architecture"]
     known = buildable_architectures()
     cls = known.get(architecture)
@@ -256,6 +252,15 @@ def load_folder(folder, **options) -> DenoiserModule:
             f"{folder / CONFIG_NAME} names architecture '{architecture}', which this zoo cannot build "
             f"(it builds: {', '.join(sorted(known))}); upgrade zoo or check the folder"
         )
+    # options: the config's init arguments, and arguments the class gained since it was written
+    # (``runtime`` of the CANs) with their defaults
+    import inspect
+
+    accepted = set(config.get("init_args", {})) | (set(inspect.signature(cls.__init__).parameters) - {"self"})
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ModelLoadError(f"{folder.name} has no option {', '.join(unknown)}; its options are "
+                             f"{', '.join(sorted(accepted))} (zoo info shows their values)")
     weights = verify_weights(folder, config)
     from safetensors import SafetensorError
     from safetensors.torch import load_file

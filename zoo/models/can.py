@@ -35,6 +35,11 @@ SHARED_DATA = ("LibriSpeech + LJSpeech x Speech Commands + NOISEX noise and babb
                "(../shared/data; held-out speakers and noises validate)")
 
 PAPER_DILATIONS = tuple(2**k for k in range(13)) + (1,)
+#: CPU inference paths of a CAN (``runtime`` init argument, also a load option:
+#: ``zoo.load("feature-loss-can", runtime="bf16")`` or ``feature-loss-can:runtime=bf16``):
+#: "auto" (zoo.models.can_runtime where measured faster and equal, the network's forward elsewhere),
+#: "torch" (always the network's forward), "fp32" / "bf16" (always zoo.models.can_runtime, in that precision)
+RUNTIMES = ("auto", "torch", "fp32", "bf16")
 
 
 NORMALIZATIONS = ("batch", "input", "calibrated")
@@ -337,14 +342,34 @@ class CANDenoiserBase(DenoiserModule):
     hyper-parameters (so that each config.json holds exactly its class's arguments)."""
 
     def _build(self, width: int, dilations, kernel_size: int, sample_rate: int, wave_scale: float,
-               normalization: str = "batch", norm_eps: float = 1e-5) -> None:
+               normalization: str = "batch", norm_eps: float = 1e-5, runtime: str = "auto") -> None:
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+        self.runtime = runtime
         self.sample_rate = sample_rate
         self.network = ContextAggregationNetwork(width, tuple(dilations), kernel_size, wave_scale, normalization,
                                                  norm_eps)
         self.context_samples = self.network.context
 
     def forward(self, wave: torch.Tensor, statistics: list | None = None) -> torch.Tensor:
-        return self.network(wave, statistics)
+        mode = self._runtime_mode(wave, statistics)
+        if mode is None:
+            return self.network(wave, statistics)
+        from .can_runtime import CANRuntime, forward_with_input_statistics
+
+        if self.network.normalization == "input" and statistics is None:
+            return forward_with_input_statistics(self.network, wave, mode=mode)
+        return CANRuntime.from_network(self.network, statistics, mode=mode)(wave)
+
+    def _runtime_mode(self, wave: torch.Tensor, statistics) -> str | None:
+        """``zoo.models.can_runtime`` instead of the network's forward: inference on the CPU only
+        (no gradient), and with ``runtime: auto`` only where it was measured faster and equal to
+        float rounding (the released network's per-input statistics: 4x; benchmarks/speed.py)."""
+        if self.training or torch.is_grad_enabled() or wave.device.type != "cpu" or self.runtime == "torch":
+            return None
+        if self.runtime == "auto":
+            return "fp32" if self.network.normalization == "input" and statistics is None else None
+        return self.runtime
 
     @property
     def needs_input_statistics(self) -> bool:
@@ -377,12 +402,13 @@ class ContextAggregationDenoiser(CANDenoiserBase):
     """The CAN trained with an L1 or L2 waveform loss (the paper's Table II baselines)."""
 
     def __init__(self, width: int = 64, dilations: tuple[int, ...] = PAPER_DILATIONS, kernel_size: int = 3,
-                 loss_type: str = "l1", lr: float = 1e-4, sample_rate: int = 16000, wave_scale: float = 2.0**15):
+                 loss_type: str = "l1", lr: float = 1e-4, sample_rate: int = 16000, wave_scale: float = 2.0**15,
+                 runtime: str = "auto"):
         super().__init__()
         if loss_type not in ("l1", "l2"):
             raise ValueError(f"loss_type must be 'l1' or 'l2', not {loss_type!r}")
         self.save_hyperparameters()
-        self._build(width, dilations, kernel_size, sample_rate, wave_scale)
+        self._build(width, dilations, kernel_size, sample_rate, wave_scale, runtime=runtime)
 
     def loss(self, enhanced: torch.Tensor, batch: dict) -> torch.Tensor:
         # In integer-scaled units, as the authors' losses were (see the module docstring).

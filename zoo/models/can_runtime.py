@@ -414,3 +414,126 @@ class ONNXRuntimeCAN:
         x = (wave.detach().float().cpu() * self.wave_scale)[:, None, :].numpy()
         y = self.session.run(None, {"x": x})[0]
         return (torch.from_numpy(y)[:, 0] / self.wave_scale).to(wave.device, wave.dtype)
+
+
+@torch.no_grad()
+def forward_with_input_statistics(network, wave: torch.Tensor, mode: str = "fp32", workers: int | None = None,
+                                  rows: int = 4096) -> torch.Tensor:
+    """``network(wave)`` for ``normalization: "input"`` (the released CAN's inference: every layer
+    normalised with the mean and variance of its own output over the whole signal, padding
+    positions of the authors' dilation-by-reshape included), computed the fast way.
+
+    Whole-signal statistics rule out the streaming pipeline above (a layer cannot be normalised
+    before the previous one has seen the last sample), so this goes layer by layer over the whole
+    signal, like the network's own forward, with what made the pipeline fast kept:
+
+    * time-major buffers ``[time, batch, channel]`` with zero halos, so each dilated tap is a
+      contiguous row range and a layer is matrix products (fp32: one ``addmm`` per tap, no copies;
+      bf16: one product over the concatenated taps with fp32 accumulation in oneDNN);
+    * ``workers`` threads (default: ``torch.get_num_threads()``), one intra-op thread each, take
+      equal stretches of time of every layer; per layer they meet twice, to add up their partial
+      sums (float64) into the statistics and after normalising. No receptive-field overlap is
+      recomputed: a stretch reads its neighbour's rows from the shared buffer;
+    * the products run ``rows`` rows at a time, so what they read and write stays in cache.
+
+    fp32 equals the network's forward to float rounding; bf16 stores activations in bfloat16
+    (within 40 dB SNR of fp32: the figure is in ``benchmarks/speed.py --can-variants``). Memory:
+    two activation buffers of the whole signal (``2 x T x W`` values) plus the first layer's fp32
+    output; ``enhance`` only passes signals up to one chunk (``chunk_seconds``) here."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    if wave.dim() != 2:
+        raise ValueError(f"expected wave [B, T], got shape {tuple(wave.shape)}")
+    device, out_dtype = wave.device, wave.dtype
+    wave = wave.detach().to("cpu", torch.float32)
+    batch, length = wave.shape
+    if length == 0:
+        return wave.new_zeros(batch, 0).to(device, out_dtype)
+    layers = network.layers()
+    store = torch.bfloat16 if mode == "bf16" else torch.float32
+    workers = max(1, min(workers or torch.get_num_threads(), length // 1024 or 1))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    pool = None
+    try:
+        width = layers[0][0].out_channels
+        reach = max(c.dilation[0] * (c.kernel_size[0] - 1) // 2 for c, _, _ in layers)
+        halo = reach + 8
+        # rows [halo, halo + T) hold the signal; the halos stay zero (the zero padding of every layer)
+        size = halo + length + 2 * reach + 8
+        source = torch.zeros(size, batch, 1)
+        source[halo:halo + length, :, 0] = wave.t() * network.wave_scale
+        buffers = [torch.zeros(size, batch, width, dtype=store) for _ in range(2)]
+        if workers > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            pool = ThreadPoolExecutor(workers)
+        run = (lambda f, n: list(pool.map(f, range(n)))) if pool else (lambda f, n: [f(i) for i in range(n)])
+        for index, (conv, norm, act) in enumerate(layers):
+            d, k = conv.dilation[0], conv.kernel_size[0]
+            padded = length + (-length) % d  # the authors' reshape: outputs at the padding positions too
+            src, dst = (source, buffers[0]) if index == 0 else (buffers[(index + 1) % 2], buffers[index % 2])
+            weight = conv.weight.detach().float().permute(2, 1, 0)  # [k, C_in, C_out]
+            # layer 0 reads the 16-bit-scaled input (one channel): fp32 in every mode, one
+            # broadcast multiply-add per tap; the others are products (bf16: one, over all taps)
+            fused = mode == "bf16" and index > 0
+            weight = (weight.reshape(k * width, -1).to(torch.bfloat16) if fused else weight).contiguous()
+            bounds = [padded * i // workers for i in range(workers + 1)]
+
+            def convolve(i, src=src, dst=dst, d=d, k=k, weight=weight, bounds=bounds, fused=fused, first=index == 0):
+                with torch.inference_mode():
+                    sums = torch.zeros(batch, width, dtype=torch.float64)
+                    squares = torch.zeros(batch, width, dtype=torch.float64)
+                    scratch = torch.empty(rows, batch, width) if (first and store != torch.float32) else None
+                    for a in range(bounds[i], bounds[i + 1], rows):
+                        n = min(rows, bounds[i + 1] - a)
+                        r = halo + a
+                        taps = [src[r + (j - (k - 1) // 2) * d:][:n] for j in range(k)]
+                        out = dst[r:r + n] if scratch is None else scratch[:n]
+                        if first:
+                            torch.mul(taps[0], weight[0, 0], out=out)
+                            for j in range(1, k):
+                                out.addcmul_(taps[j], weight[j, 0])
+                        elif fused:
+                            torch.mm(torch.cat(taps, dim=-1).view(n * batch, -1), weight, out=out.view(n * batch, width))
+                        else:
+                            flat = out.view(n * batch, width)
+                            torch.mm(taps[0].reshape(n * batch, width), weight[0], out=flat)
+                            for j in range(1, k):
+                                flat.addmm_(taps[j].reshape(n * batch, width), weight[j])
+                        block = out.float()
+                        # per block in fp32 (a few thousand rows), across blocks in float64
+                        sums += block.sum(0)
+                        squares += torch.linalg.vecdot(block, block, dim=0)
+                        if scratch is not None:
+                            dst[r:r + n].copy_(out)  # normalised in fp32 below, from the rounded copy
+                    return sums, squares
+
+            partial = run(convolve, workers)
+            sums = sum(p[0] for p in partial)
+            squares = sum(p[1] for p in partial)
+            mean = sums / padded
+            var = (squares / padded - mean * mean).clamp_min(0)
+            scale, shift = norm.affine_for(mean.float(), var.float())  # [B, W], fp32
+            inside = [length * i // workers for i in range(workers + 1)]
+
+            def normalise(i, dst=dst, scale=scale, shift=shift, inside=inside):
+                with torch.inference_mode():
+                    for a in range(halo + inside[i], halo + inside[i + 1], rows):
+                        block = dst[a:min(a + rows, halo + inside[i + 1])]
+                        if mode == "bf16":  # in fp32, rounded once when stored
+                            block.copy_(F.leaky_relu_(torch.addcmul(shift, block.float(), scale), act.negative_slope))
+                        else:
+                            F.leaky_relu_(block.mul_(scale).add_(shift), act.negative_slope)
+
+            run(normalise, workers)
+            dst[halo + length:halo + padded + reach].zero_()  # padding outputs: zeros for the next layer
+        current = (len(layers) - 1) % 2
+        last = buffers[current][halo:halo + length].float().view(length * batch, width)
+        out_weight = network.output.weight.detach().float().reshape(1, width).t()
+        out = torch.addmm(network.output.bias.detach().float(), last, out_weight).view(length, batch)
+        return (out.t() / network.wave_scale).to(device, out_dtype)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+        torch.set_num_threads(threads)

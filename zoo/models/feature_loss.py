@@ -250,13 +250,13 @@ class FeatureLossCAN(CANDenoiserBase):
     def __init__(self, width: int = 64, dilations: tuple[int, ...] = PAPER_DILATIONS, kernel_size: int = 3,
                  lr: float = 1e-4, sample_rate: int = 16000, loss_network: str = "feature-loss-net",
                  loss_layers: int = 6, warmup_epochs: int = 10, wave_scale: float = 2.0**15,
-                 normalization: str = "batch", norm_eps: float = 1e-5):
+                 normalization: str = "batch", norm_eps: float = 1e-5, runtime: str = "auto"):
         super().__init__()
         self.save_hyperparameters()
         # The loss network sees [-1, 1] samples as it was trained on; its batch-normalised
         # features make the gradient reaching the CAN's integer-scaled layers the same as in the
         # authors' code, where both networks saw integer samples.
-        self._build(width, dilations, kernel_size, sample_rate, wave_scale, normalization, norm_eps)
+        self._build(width, dilations, kernel_size, sample_rate, wave_scale, normalization, norm_eps, runtime)
         self.feature_loss = DeepFeatureLoss(None, loss_layers, warmup_epochs)
 
     def setup(self, stage: str) -> None:
