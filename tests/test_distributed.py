@@ -96,3 +96,72 @@ def test_feature_loss_can_trains_on_two_processes_in_bf16_mixed_precision(tmp_pa
     assert bool(state["feature_loss.weights_fixed"])
     assert torch.allclose(state["feature_loss.weights"], torch.tensor(logged[0]))
     assert state["network.body.0.weight"].dtype == torch.float32  # mixed precision keeps fp32 weights
+
+
+_SEMI_ARGS = dict(noise_only=["noise/noisex/volvo.flac", "noise/speech-commands/exercise_bike.flac"],
+                  noisy=["voicebank-demand-subset/noisy_testset_wav"], crop_seconds=0.25, noise_only_share=0.5,
+                  batch_size=4, train_size=16, val_size=4, max_files=6)
+
+
+def test_noise_only_share_batches_are_shared_out_across_two_processes(tmp_path):
+    """``SemiSupervisedMixtures`` under DDP (two CPU processes, ``ddp_spawn``): Lightning injects
+    its distributed sampler into the noise-only batch sampler (a real ``BatchSampler``), every row
+    of an epoch is read once across the ranks, each rank half of the batches, and every batch keeps
+    the share (its first 2 of 4 rows noise-only). Before, Lightning refused the sampler (TypeError)."""
+    script = tmp_path / "semi_ddp.py"
+    script.write_text(textwrap.dedent(f"""
+        import json, os, sys, torch
+        import lightning as L
+        sys.path.insert(0, {str(ROOT)!r})
+        from zoo.data.semisupervised import SemiSupervisedMixtures
+
+        class Recorder(L.LightningModule):
+            semi_supervised = True
+
+            def __init__(self):
+                super().__init__()
+                self.w = torch.nn.Parameter(torch.zeros(1))
+                self.batches = []
+
+            def training_step(self, batch, index):
+                self.batches.append([self.current_epoch, [round(float(r.abs().sum()), 3) for r in batch["noisy"]],
+                                     batch["noise_only"].tolist()])
+                return (self.w * batch["noisy"].mean()).sum()
+
+            def on_train_end(self):
+                with open(os.path.join(sys.argv[1], f"rank{{self.global_rank}}.json"), "w") as f:
+                    json.dump(self.batches, f)
+
+            def configure_optimizers(self):
+                return torch.optim.SGD(self.parameters(), lr=0.0)
+
+        if __name__ == "__main__":
+            os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="{free_port()}")
+            data = SemiSupervisedMixtures(**{_SEMI_ARGS!r})
+            trainer = L.Trainer(strategy="ddp_spawn", devices=2, accelerator="cpu", max_epochs=2, limit_val_batches=0,
+                                logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                                enable_model_summary=False)
+            trainer.fit(Recorder(), data)
+    """))
+    result = subprocess.run([sys.executable, str(script), str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                            timeout=400, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    import json
+
+    from zoo.data.semisupervised import NOISE_ONLY, NOISY, SemiSupervisedMixtures
+
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    data = SemiSupervisedMixtures(**_SEMI_ARGS)
+    data.setup("fit")
+    for epoch in (0, 1):
+        expected = Counter(round(float(data.train_set[(kind, epoch, i)]["noisy"].abs().sum()), 3)
+                           for kind in (NOISE_ONLY, NOISY) for i in range(8))
+        seen = Counter()
+        for batches in ranks:
+            mine = [b for b in batches if b[0] == epoch]
+            assert len(mine) == 2  # 4 batches per epoch, half on each rank
+            for _, rows, noise_only in mine:
+                assert noise_only == [True, True, False, False]
+                seen.update(rows)
+        assert seen == expected  # every row of the epoch once, across the ranks
+        assert set(ranks[0][0][1]).isdisjoint(ranks[1][0][1])

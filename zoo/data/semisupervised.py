@@ -40,7 +40,7 @@ from __future__ import annotations
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
 from .mixtures import (MAX_DRAWS, PEAK_LIMIT, AudioFile, MixtureDataset, _WholeFiles, catalogue, check_mixing_args,
                        find_audio, read_crop, read_looped, split_generated)
@@ -65,37 +65,68 @@ def noise_only_rows(batch_size: int, share: float) -> int:
     return int(round(rows))
 
 
-class _Epoch:
-    """What Lightning calls ``set_epoch`` on (it looks at ``batch_sampler.sampler``)."""
+class BatchNumbers(Sampler[int]):
+    """The batch numbers ``0 .. batches - 1`` of an epoch, and the epoch: the inner sampler of
+    :class:`NoiseOnlyShareBatchSampler`. Under DDP Lightning replaces it by a ``DistributedSampler``
+    over the same numbers (``len`` of the loader's dataset, :class:`_Batches`), so each rank takes
+    its own share of the batches, and calls ``set_epoch`` on it. Without ``set_epoch`` (a plain
+    loop) each pass is the next epoch."""
 
-    def __init__(self):
-        self.epoch = 0
+    def __init__(self, batches: int):
+        self.batches, self.epoch = int(batches), 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
-
-
-class NoiseOnlyShareBatchSampler(Sampler[list]):
-    """``batches`` batches per epoch, each ``[(NOISE_ONLY, epoch, i) x k] + [(NOISY, epoch, j) x (B - k)]``:
-    exactly ``k`` noise-only rows first. Items depend on (seed, kind, epoch, index) only."""
-
-    def __init__(self, batches: int, batch_size: int, noise_only: int):
-        self.batches, self.batch_size, self.noise_only = batches, batch_size, noise_only
-        self.sampler = _Epoch()
-
-    def set_epoch(self, epoch: int) -> None:
-        self.sampler.set_epoch(epoch)
 
     def __len__(self) -> int:
         return self.batches
 
     def __iter__(self):
-        epoch = self.sampler.epoch
-        self.sampler.epoch += 1
+        yield from range(self.batches)
+        self.epoch += 1
+
+
+class NoiseOnlyShareBatchSampler(BatchSampler):
+    """A PyTorch ``BatchSampler``: for every batch number its inner ``sampler`` yields, the keys
+    ``[(NOISE_ONLY, epoch, i) x k] + [(NOISY, epoch, j) x (B - k)]`` of that batch: exactly ``k``
+    noise-only rows, first. Items depend on (seed, kind, epoch, index) only, so whichever rank
+    draws a batch number reads the same rows, and under DDP (where Lightning injects a
+    ``DistributedSampler`` as ``sampler``, this class following the ``BatchSampler`` API) every
+    row of an epoch is read once across the ranks, each with the share (when the number of
+    batches divides by the number of ranks; otherwise ``DistributedSampler`` repeats a few)."""
+
+    def __init__(self, sampler: Sampler[int] | int, batch_size: int, drop_last: bool = True, noise_only: int = 0):
+        super().__init__(BatchNumbers(sampler) if isinstance(sampler, int) else sampler, batch_size, drop_last)
+        if not 0 <= noise_only <= batch_size:
+            raise ValueError(f"noise_only={noise_only} rows do not fit a batch of {batch_size}")
+        self.noise_only = noise_only
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self):
+        epoch = getattr(self.sampler, "epoch", 0)  # read before the inner sampler moves it on
         k, rest = self.noise_only, self.batch_size - self.noise_only
-        for b in range(self.batches):
+        for b in self.sampler:
             yield ([(NOISE_ONLY, epoch, b * k + i) for i in range(k)]
                    + [(NOISY, epoch, b * rest + i) for i in range(rest)])
+
+
+class _Batches(Dataset):
+    """The training set as a DataLoader sees it: items by key, and ``len`` = batches per epoch,
+    the units a distributed sampler shares out among ranks (see :class:`BatchNumbers`)."""
+
+    def __init__(self, items: Dataset, batches: int):
+        self.items, self.batches = items, batches
+
+    def __len__(self) -> int:
+        return self.batches
+
+    def __getitem__(self, key) -> dict:
+        return self.items[key]
 
 
 class SemiSupervisedDataset(Dataset):
@@ -210,9 +241,10 @@ class SemiSupervisedMixtures(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
-        sampler = NoiseOnlyShareBatchSampler(hp.train_size // hp.batch_size, hp.batch_size,
+        batches = hp.train_size // hp.batch_size
+        sampler = NoiseOnlyShareBatchSampler(BatchNumbers(batches), hp.batch_size, True,
                                              noise_only_rows(hp.batch_size, hp.noise_only_share))
-        return DataLoader(self.train_set, batch_sampler=sampler, num_workers=hp.num_workers,
+        return DataLoader(_Batches(self.train_set, batches), batch_sampler=sampler, num_workers=hp.num_workers,
                           persistent_workers=hp.num_workers > 0)
 
     def val_dataloader(self) -> DataLoader:
@@ -237,5 +269,5 @@ class SemiSupervisedMixtures(L.LightningDataModule):
         return batch
 
 
-__all__ = ["NOISE_ONLY", "NOISY", "NoiseOnlyShareBatchSampler", "SemiSupervisedDataset", "SemiSupervisedMixtures",
+__all__ = ["NOISE_ONLY", "NOISY", "BatchNumbers", "NoiseOnlyShareBatchSampler", "SemiSupervisedDataset", "SemiSupervisedMixtures",
            "SupervisedModelError", "noise_only_rows"]
