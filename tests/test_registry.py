@@ -223,3 +223,26 @@ def test_registered_name_wins_over_a_folder_of_the_same_name(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     assert type(zoo.load("wiener")).__name__ == "WienerFilter"
     assert type(zoo.load("./wiener")).__name__ == "ContextAggregationDenoiser"
+
+
+def test_the_data_layer_imports_nothing_from_models_hub_or_registry():
+    """DESIGN.md's one-way flow: data -> a model's step -> its loss -> evaluation; no dataset knows
+    a model or the registry (read from the sources: a lazy import inside a function counts too)."""
+    import ast
+
+    from zoo.paths import PROJECT_ROOT
+
+    offenders = []
+    for path in sorted((PROJECT_ROOT / "zoo" / "data").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                module = ("." * node.level) + (node.module or "")
+                names = [module] + [f"{module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                if any(part in ("models", "hub", "registry", "cards", "export") for part in name.replace(".", " ").split()[:2]):
+                    offenders.append(f"{path.name}: {name}")
+    assert not offenders, offenders

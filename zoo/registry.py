@@ -20,8 +20,7 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
-#: The repository checkout (or installed tree) that holds ``hub_cards/``.
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from .paths import PROJECT_ROOT  # noqa: E402,F401  (re-exported: zoo.registry.PROJECT_ROOT)
 MODELS_PACKAGE = "zoo.models"
 _MODELS_DIR = Path(__file__).resolve().parent / "models"
 

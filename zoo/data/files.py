@@ -9,7 +9,7 @@ import soundfile as sf
 import torch
 
 from ..audio import resample
-from ..registry import PROJECT_ROOT
+from ..paths import PROJECT_ROOT
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".aiff", ".aif"}
 
