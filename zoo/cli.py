@@ -11,6 +11,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .paths import shown as _shown
+
 FLAGSHIP_MODEL = "feature-loss-can"
 FALLBACK_MODEL = "wiener"
 MODEL_HELP = (f"registered name, card folder or ORG/NAME (default: {FLAGSHIP_MODEL}; {FALLBACK_MODEL} while "
@@ -586,14 +588,6 @@ def cmd_convert(args) -> int:
         check = "matches the card's config.json" if done.status == "installed" else done.note
         print(f"{done.name}: model.safetensors sha256 {done.sha256}" + (f" ({check})" if check else ""))
     return 0
-
-
-def _shown(path: Path) -> str:
-    """A path relative to the working directory when it lies below it."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
 
 
 def _data_root() -> Path:

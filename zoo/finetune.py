@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .registry import PROJECT_ROOT
+from .paths import PROJECT_ROOT, recipe_name, shown as _shown
 
 RUNS_DIR = Path("runs") / "finetune"
 RECIPE_NAME = "finetune-noise.yaml"
@@ -233,18 +233,3 @@ def summary(result: FinetuneResult, found: dict, start_score: float | None = Non
             f"  zoo denoise noisy/ -o enhanced/ --model {shown}\n"
             f"  zoo eval --model {shown} --data voicebank-demand:PATH\n"
             f"  zoo publish {shown} --repo-id ORG/{result.card.name}")
-
-
-def recipe_name(recipe) -> str:
-    """``recipes/NAME/finetune-noise.yaml`` for a recipe of this checkout (wherever the command ran)."""
-    try:
-        return str(Path(recipe).resolve().relative_to(PROJECT_ROOT.resolve()))
-    except ValueError:
-        return _shown(recipe)
-
-
-def _shown(path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)

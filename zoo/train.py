@@ -10,6 +10,8 @@ import json
 import sys
 from pathlib import Path
 
+from .paths import recipe_name, shown as _shown
+
 import lightning as L
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
@@ -212,28 +214,10 @@ class SaveRunConfig(SaveConfigCallback):
         log_dir = getattr(self, "run_log_dir", None)
         if not log_dir:
             return
-        recipes = [_recipe_name(getattr(path, "absolute", path)) for path in (self.config.get("config") or [])]
+        recipes = [recipe_name(getattr(path, "absolute", path)) for path in (self.config.get("config") or [])]
         record = {"recipe": recipes, "command": " ".join(["zoo", *sys.argv[1:]])}
         Path(log_dir).mkdir(parents=True, exist_ok=True)
         (Path(log_dir) / RUN_RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
-
-
-def _recipe_name(path) -> str:
-    """A recipe of this checkout as ``recipes/NAME/RECIPE.yaml``, wherever the command ran."""
-    from .registry import PROJECT_ROOT
-
-    try:
-        return str(Path(path).resolve().relative_to(PROJECT_ROOT.resolve()))
-    except ValueError:
-        return str(path)
-
-
-def _shown(path) -> str:
-    """A path relative to the working directory when below it, else as it is."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
 
 
 def checkpoints_of(trainer) -> dict:
