@@ -59,3 +59,31 @@ trainer:
     assert steps["last.ckpt"] == 8  # 4 epochs of 2 batches
     best = [step for name, step in steps.items() if name.startswith("best-")]
     assert len(best) == 1 and best[0] < steps["last.ckpt"]  # the best stayed early; last moved on
+
+
+def test_recipe_comments_name_only_modules_and_classes_that_exist():
+    """A recipe's comments are its instructions: every ``zoo.X`` they name (``python -m zoo.export``,
+    ``zoo.train.StartFrom``) must import, or the user's next command fails."""
+    import importlib
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    missing = []
+    for recipe in sorted((root / "recipes").rglob("*.yaml")):
+        comments = "\n".join(line.split("#", 1)[1] for line in recipe.read_text().splitlines() if "#" in line)
+        for name in sorted(set(re.findall(r"\bzoo(?:\.[A-Za-z_]\w*)+", comments))):
+            parts = name.split(".")
+            for cut in range(len(parts), 0, -1):
+                try:
+                    found = importlib.import_module(".".join(parts[:cut]))
+                    for attribute in parts[cut:]:
+                        found = getattr(found, attribute)
+                    break
+                except (ImportError, AttributeError):
+                    continue
+            else:
+                found = None
+            if found is None:
+                missing.append(f"{recipe.relative_to(root)}: {name}")
+    assert not missing, missing
