@@ -114,7 +114,8 @@ def test_simulated_sets_follow_the_annotations(chime_tree, tmp_path):
     assert [e.name for e in data.examples["test"]] == [f"{r['speaker']}_{r['wsj_name']}_{r['environment']}.CH5"
                                                        for r in annotated]
     batch = next(iter(data.test_dataloader()))
-    assert set(batch) == {"noisy", "clean", "noise", "lengths", "name", "speaker", "environment", "channel"}
+    assert set(batch) == {"noisy", "clean", "noise", "lengths", "has_clean", "name", "speaker", "environment", "channel"}
+    assert bool(batch["has_clean"].all())
     name = batch["name"][0]
     assert name.endswith("_BUS.CH5") and batch["environment"] == ["bus"] and batch["channel"] == [5]
     clean, _ = sf.read(str(isolated(chime_tree, "isolated_ext", "et05_bus_simu", name + ".Clean.wav")), dtype="float32")
@@ -181,7 +182,8 @@ def test_real_recordings_are_noisy_only_for_test_and_predict(chime_tree, tmp_pat
     data = module(chime_tree / "data", tmp_path, kind="real", test_split="dt05")  # root may be data/ itself
     data.setup("test")
     batch = next(iter(data.test_dataloader()))
-    assert set(batch) == {"noisy", "lengths", "name", "speaker", "environment", "channel"}
+    assert set(batch) == {"noisy", "lengths", "has_clean", "name", "speaker", "environment", "channel"}
+    assert not bool(batch["has_clean"].any())  # real recordings: no clean speech
     assert batch["name"][0].startswith("M03_") and len(data.predict_dataloader()) == 4
     for stage in ("fit", "validate"):
         with pytest.raises(ValueError, match=rf"real recordings have no clean reference, so kind='real' cannot "

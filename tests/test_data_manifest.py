@@ -44,7 +44,7 @@ def test_default_pools_are_the_training_groups_with_validation_and_test_held_out
         assert not _under(path, VAL_SPEECH + VAL_NOISE + TEST_SPEECH + TEST_NOISE)
     batch = next(iter(data.train_dataloader()))
     assert {k: tuple(v.shape) for k, v in batch.items()} == {"noisy": (4, 4000), "clean": (4, 4000),
-                                                             "noise": (4, 4000), "snr_db": (4,)}
+                                                             "noise": (4, 4000), "snr_db": (4,), "has_clean": (4,)}
     assert torch.allclose(batch["noisy"], batch["clean"] + batch["noise"], atol=1e-6)
     val = next(iter(data.val_dataloader()))
     assert torch.isfinite(val["noisy"]).all() and (val["clean"].abs().amax(dim=1) > 0).all()

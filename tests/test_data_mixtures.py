@@ -120,7 +120,8 @@ def test_mixtures_hit_the_drawn_snr_against_active_speech_level():
     data.setup("fit")
     batches = list(data.train_dataloader())
     assert [tuple(b["noisy"].shape) for b in batches] == [(4, 8000)] * 4
-    assert set(batches[0]) == {"noisy", "clean", "noise", "snr_db"}
+    assert set(batches[0]) == {"noisy", "clean", "noise", "snr_db", "has_clean"}
+    assert batches[0]["has_clean"].dtype == torch.bool and bool(batches[0]["has_clean"].all())
     for batch in batches:
         assert batch["noisy"].dtype == torch.float32 and torch.isfinite(batch["noisy"]).all()
         assert ((batch["snr_db"] >= -5) & (batch["snr_db"] <= 20)).all()

@@ -237,8 +237,9 @@ FLOAT_KEYS = ("noisy", "clean", "noise", "sigma")
 
 
 @pytest.mark.parametrize("make, shape, extra", [
-    (lambda: SparseSignals(batch_size=16), (16, 100), {"label": torch.int64}),
-    (lambda: DetunedChord(batch_size=16, noise_only_share=0.25), (16, 1024), {"noise_only": torch.bool}),
+    (lambda: SparseSignals(batch_size=16), (16, 100), {"label": torch.int64, "has_clean": torch.bool}),
+    (lambda: DetunedChord(batch_size=16, noise_only_share=0.25), (16, 1024),
+     {"noise_only": torch.bool, "has_clean": torch.bool}),
 ])
 def test_train_dataloader_yields_the_contract_batches(make, shape, extra):
     dm = make()

@@ -88,7 +88,7 @@ def test_subset_tests_on_whole_real_files_read_in_place(tmp_path):
     loader = data.test_dataloader()
     assert len(loader) == 69  # every official pair of the subset, one per batch
     first = next(iter(loader))
-    assert set(first) == {"noisy", "clean", "lengths", "name", "speaker"}
+    assert set(first) == {"noisy", "clean", "lengths", "has_clean", "name", "speaker"}
     noisy, _ = sf.read(str(SUBSET / "noisy_testset_wav" / "p232_001.wav"), dtype="float32")
     assert first["name"] == ["p232_001"] and first["speaker"] == ["p232"]
     assert first["noisy"].shape == (1, noisy.size) and first["lengths"].tolist() == [noisy.size]

@@ -14,7 +14,7 @@ that is here and the same for both:
 - :class:`ExampleDataset` + :class:`EpochShuffle`: random crops that depend only on
   (seed, epoch, example), not on worker processes; whole files for testing.
 - :func:`pad_collate`: dict batches ``{"noisy": [B, T], "clean": [B, T], "noise": [B, T],
-  "lengths": [B], ...}`` zero-padded to the longest row, metadata as lists.
+  "lengths": [B], "has_clean": bool [B], ...}`` zero-padded to the longest row, metadata as lists.
 """
 from __future__ import annotations
 
@@ -318,6 +318,8 @@ def pad_collate(items: list[dict]) -> dict:
             longest = max(w.shape[-1] for w in waves)
             batch[key] = torch.stack([torch.nn.functional.pad(w, (0, longest - w.shape[-1])) for w in waves])
     batch["lengths"] = torch.tensor([item["length"] for item in items], dtype=torch.long)
+    # the batch schema's flag: whether a row's "clean" is its truth (CHiME-4's real recordings have none)
+    batch["has_clean"] = torch.tensor([item.get("clean") is not None for item in items])
     for key in items[0]:
         if key not in batch and key != "length":
             batch[key] = [item[key] for item in items]

@@ -389,7 +389,8 @@ def mix(clean: np.ndarray, level: float, noise: np.ndarray, snr_db: float, gain_
         scale = PEAK_LIMIT / peak
         clean, noise, noisy = clean * scale, noise * scale, noisy * scale
     return {"noisy": torch.from_numpy(noisy.astype(np.float32)), "clean": torch.from_numpy(clean.astype(np.float32)),
-            "noise": torch.from_numpy(noise.astype(np.float32)), "snr_db": torch.tensor(snr_db, dtype=torch.float32)}
+            "noise": torch.from_numpy(noise.astype(np.float32)), "snr_db": torch.tensor(snr_db, dtype=torch.float32),
+            "has_clean": True}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -47,7 +47,10 @@ class TensorDictDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         row = int(self.indices[index])
-        return {key: value[row] for key, value in self.tensors.items()}
+        item = {key: value[row] for key, value in self.tensors.items()}
+        if "clean" in item:  # the batch schema's flag: the synthetic truth is known for every row
+            item["has_clean"] = True
+        return item
 
 
 # --------------------------------------------------------------------------------------------
@@ -278,6 +281,7 @@ def chord_batch(rng: np.random.Generator, batch_size: int, samples: int, snr_db:
     flags[:noise_only] = True
     return {"noisy": torch.from_numpy(clean32 + noise32), "clean": torch.from_numpy(clean32),
             "noise": torch.from_numpy(noise32), "noise_only": torch.from_numpy(flags),
+            "has_clean": torch.ones(batch_size, dtype=torch.bool),  # synthetic: every row's truth is known
             "sigma": torch.full((batch_size,), math.sqrt(variance), dtype=torch.float32)}
 
 
