@@ -293,3 +293,15 @@ def test_recipes_select_the_data_modules_by_class_path_and_lightning_trains_on_t
         assert (list(stored) if isinstance(stored, tuple) else stored) == value, key
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     assert cli.trainer.global_step == 2 and torch.isfinite(cli.model.gain)
+
+
+def test_one_rule_for_the_noise_only_share_in_every_batch_kind():
+    """DetunedChord and SemiSupervisedMixtures take the same rule (zoo.data.batch.noise_only_rows):
+    a share that is not a whole number of rows is refused, naming the shares that fit, where the
+    chords used to floor it (0.3 of 16 became 4 rows, a share of 0.25)."""
+    from zoo.data.batch import noise_only_rows
+
+    assert noise_only_rows(16, 0.25) == 4 and noise_only_rows(10, 0.3) == 3
+    with pytest.raises(ValueError, match="the share must be exact in every batch: use one of 0, 0.0625"):
+        DetunedChord(batch_size=16, noise_only_share=0.3)
+    assert int(_chord_dm(batch_size=4, noise_only_share=0.75).train_set[0]["noise_only"].sum()) == 3

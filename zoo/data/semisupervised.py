@@ -45,6 +45,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 from .mixtures import (MAX_DRAWS, PEAK_LIMIT, AudioFile, MixtureDataset, _WholeFiles, catalogue, check_mixing_args,
                        find_audio, read_crop, read_looped, split_generated)
 from .splits import VAL_NOISE, VAL_SPEECH
+from .batch import noise_only_rows
 from .files import path_list
 
 _STREAM_SEMI = 2
@@ -53,16 +54,6 @@ NOISE_ONLY, NOISY = 0, 1
 
 class SupervisedModelError(TypeError):
     """A model without ``semi_supervised = True`` was given batches without clean speech."""
-
-
-def noise_only_rows(batch_size: int, share: float) -> int:
-    """How many rows of each batch are noise-only; the share must give a whole number."""
-    rows = share * batch_size
-    if not 0 <= share <= 1 or abs(rows - round(rows)) > 1e-9:
-        whole = [f"{k / batch_size:g}" for k in range(batch_size + 1)]
-        raise ValueError(f"noise_only_share={share} of batch_size={batch_size} is {rows:g} rows; the share must "
-                         f"be exact in every batch: use one of {', '.join(whole)} (or another batch_size)")
-    return int(round(rows))
 
 
 class BatchNumbers(Sampler[int]):

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .batch import noise_only_rows
+
 #: The report's noise amplitudes: "constant sigma = k, k in {0.5, 1, 1.5, 2, 3, 5, 7}".
 SSS_SIGMAS = (0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 7.0)
 
@@ -254,12 +256,6 @@ def minibatch_noise_variance(clean: np.ndarray, snr_db: float) -> float:
     return float(np.mean(np.square(clean)) / 10 ** (snr_db / 10))
 
 
-def noise_only_count(batch_size: int, share: float) -> int:
-    """How many of a minibatch's examples are noise-only: ``floor(share * batch_size)``, as the
-    thesis's code (``int(minibatch_noise_only_factor * batchsize)``)."""
-    return int(math.floor(share * batch_size + 1e-9))
-
-
 def chord_batch(rng: np.random.Generator, batch_size: int, samples: int, snr_db: float, noise_only: int = 0,
                 sample_rate: int = 16000, frequencies=CHORD_FREQUENCIES_HZ,
                 amplitude_range=(0.25, 0.75)) -> dict[str, torch.Tensor]:
@@ -366,9 +362,13 @@ class DetunedChord(L.LightningDataModule):
                  train_batches: int = 2000, val_batches: int = 1, val_samples: int | None = 66048,
                  num_workers: int = 0, seed: int = 0):
         super().__init__()
-        if not 0 <= noise_only_share < 1 or noise_only_count(batch_size, noise_only_share) >= batch_size:
+        if not 0 <= noise_only_share < 1:
             raise ValueError(f"noise_only_share={noise_only_share} leaves no chord in a minibatch of {batch_size}; "
                              "use a share in [0, 1) (the thesis uses 0.25)")
+        # the data layer's one rule (zoo.data.batch): a whole number of rows, or a clear error; the
+        # thesis's code floored (int(share * batchsize)), which silently changes an odd batch's share
+        if noise_only_rows(batch_size, noise_only_share) >= batch_size:
+            raise ValueError(f"noise_only_share={noise_only_share} leaves no chord in a minibatch of {batch_size}")
         if any(not 0 < f < sample_rate / 2 for f in frequencies):
             raise ValueError(f"frequencies {list(frequencies)} must lie between 0 and the Nyquist frequency "
                              f"{sample_rate / 2} Hz of sample_rate={sample_rate}")
@@ -389,7 +389,7 @@ class DetunedChord(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
         self.train_set = ChordBatches(hp.train_batches, hp.batch_size, hp.clip_samples, hp.snr_db,
-                                      noise_only_count(hp.batch_size, hp.noise_only_share), hp.seed, _STREAM_TRAIN,
+                                      noise_only_rows(hp.batch_size, hp.noise_only_share), hp.seed, _STREAM_TRAIN,
                                       **self._chord_args())
         if hp.val_samples is None:
             self.val_set = ChordBatches(hp.val_batches, hp.batch_size, hp.clip_samples, hp.snr_db, 0, hp.seed,
@@ -411,4 +411,4 @@ class DetunedChord(L.LightningDataModule):
 
 __all__ = ["CHORD_FREQUENCIES_HZ", "SSS_SIGMAS", "ChordBatches", "DetunedChord", "SparseSignals",
            "TensorDictDataset", "build_sparse_signals", "chord_batch", "chord_clips", "minibatch_noise_variance",
-           "noise_only_count", "split_sparse_signals"]
+           "split_sparse_signals"]
