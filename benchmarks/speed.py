@@ -164,12 +164,29 @@ def peak_memory_mb(name: str, threads: int) -> float:
     return float(out.stdout.split()[-1])
 
 
+def runtime_snr_db(name: str, model, wave: torch.Tensor) -> float | None:
+    """For a CAN (``NAME`` or ``NAME:runtime=...``): SNR (dB) of its ``enhance`` output against the
+    same model's ``runtime=torch`` output (the network's own forward), on the timed speech."""
+    from zoo.evaluate import load_system
+
+    if getattr(model, "runtime", None) is None or getattr(model, "runtime") == "torch":
+        return None
+    base = name.split(":")[0]
+    with torch.inference_mode():
+        reference = load_system(f"{base}:runtime=torch").enhance(wave, 16000)
+        out = model.enhance(wave, 16000)
+    error = (reference - out).pow(2).sum()
+    return float("inf") if error == 0 else float(10 * torch.log10(reference.pow(2).sum() / error))
+
+
 def markdown(report: dict) -> str:
     lines = [f"| system | real-time factor | seconds of audio per second | x {REFERENCE}'s time | "
-             "peak memory beyond the model (MB, 60 s input) |", "|---|---|---|---|---|"]
+             "peak memory beyond the model (MB, 60 s input) | SNR to runtime=torch (dB) |",
+             "|---|---|---|---|---|---|"]
     for name, row in report["systems"].items():
         peak = "-" if row.get("peak_mb") is None else f"{row['peak_mb']:.0f}"
-        lines.append(f"| {name} | {row['rtf']:.2g} | {1 / row['rtf']:.0f} | {row['rtf_ratio']:.2f} | {peak} |")
+        snr = "-" if row.get("snr_db") is None else f"{row['snr_db']:.1f}"
+        lines.append(f"| {name} | {row['rtf']:.2g} | {1 / row['rtf']:.0f} | {row['rtf_ratio']:.2f} | {peak} | {snr} |")
     return "\n".join(lines)
 
 
@@ -203,7 +220,8 @@ def main() -> None:
         setting = (args.batch, args.device, args.dtype) if on_device else (1, "cpu", "float32")
         systems[name] = {"rtf": real_time_factor(model, wave, args.repeats, *setting),
                          "batch": setting[0], "device": setting[1], "dtype": setting[2],
-                         "peak_mb": peak_memory_mb(name, args.threads) if setting[1] == "cpu" else None}
+                         "peak_mb": peak_memory_mb(name, args.threads) if setting[1] == "cpu" else None,
+                         "snr_db": runtime_snr_db(name, model, wave) if on_device and setting[1] == "cpu" else None}
         print(f"{name}: RTF {systems[name]['rtf']:.2e} on {setting[1]}", file=sys.stderr)
     variants = (can_variants(can_variant_name(), wave, args.repeats, args.threads)
                 if args.can_variants and args.device == "cpu" else None)

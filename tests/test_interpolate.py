@@ -83,5 +83,10 @@ def test_cli_writes_a_new_folder_and_never_into_hub_cards(tmp_path):
     assert f"wrote {tmp_path / 'mix'}/" in done.stdout and (tmp_path / "mix" / "model.safetensors").is_file()
     refused = run(str(start), str(tuned), "--out", "hub_cards/mixed-up")
     assert refused.returncode == 2 and "hub_cards/" in refused.stderr and "Traceback" not in refused.stderr
+    from zoo.paths import PROJECT_ROOT
+
+    with pytest.raises(InterpolationError, match="published card"):  # the API refuses it too
+        interpolate_models(str(start), str(tuned), 0.5, PROJECT_ROOT / "hub_cards" / "mixed-up")
+    assert not (PROJECT_ROOT / "hub_cards" / "mixed-up").exists()
     wrong = run(str(start), "wiener", "--out", str(tmp_path / "other"))
     assert wrong.returncode == 2 and "only a model and a fine-tune of it interpolate" in wrong.stderr

@@ -551,9 +551,6 @@ def cmd_interpolate(args) -> int:
     from .interpolate import InterpolationError, interpolate_models
     from .registry import UnknownModelError
 
-    published = Path("hub_cards").resolve()
-    if _is_inside(args.out.resolve(), published):
-        raise CliError(f"{args.out} lies in hub_cards/, where the published cards are: choose another folder")
     try:
         folder = interpolate_models(args.start, args.fine_tuned, args.alpha, args.out, overwrite=args.overwrite)
     except (InterpolationError, UnknownModelError, ModelLoadError) as error:

@@ -320,31 +320,10 @@ def download(repo_id: str, revision: str | None = None, force_download: bool = F
     from huggingface_hub import snapshot_download
 
     timeout = hub_timeout() if timeout is None else timeout
-    outcome: dict = {}
-
-    def fetch():
-        try:
-            outcome["path"] = snapshot_download(repo_id, revision=revision, allow_patterns=HUB_FILES,
-                                                force_download=force_download, library_name="zoo",
-                                                library_version=__version__)
-        except BaseException as error:  # handed to the caller's thread
-            outcome["error"] = error
-
-    worker = threading.Thread(target=fetch, name=f"zoo Hub download {repo_id}", daemon=True)
-    worker.start()
-    progress, deadline = _download_progress(repo_id), time.monotonic() + timeout
-    while worker.is_alive():
-        worker.join(min(0.25, max(0.0, deadline - time.monotonic())))
-        if not worker.is_alive():
-            break
-        now_progress = _download_progress(repo_id)
-        if now_progress != progress:  # bytes are arriving: a slow download, not a silent Hub
-            progress, deadline = now_progress, time.monotonic() + timeout
-        elif time.monotonic() >= deadline:
-            raise HubTimeoutError(f"the Hub at {_endpoint()} did not answer within {timeout:g} s ({HUB_TIMEOUT_ENV})")
-    if "error" in outcome:
-        raise outcome["error"]
-    return Path(outcome["path"])
+    path = _within(timeout, _endpoint(), snapshot_download, repo_id, revision=revision, allow_patterns=HUB_FILES,
+                   force_download=force_download, library_name="zoo", library_version=__version__,
+                   progress=lambda: _download_progress(repo_id))
+    return Path(path)
 
 
 def _endpoint() -> str:
@@ -581,21 +560,32 @@ def publish(name_or_path: str, repo_id: str, *, api=None, private: bool = False,
         raise PublishError(_publish_message(error, repo_id, endpoint)) from error
 
 
-def _within(timeout: float, endpoint: str, call, *args, **kwargs):
-    """``call(*args, **kwargs)`` in a worker thread; HubTimeoutError if it has not returned in time."""
+def _within(timeout: float, endpoint: str, call, *args, progress=None, **kwargs):
+    """``call(*args, **kwargs)`` in a worker thread; HubTimeoutError if it has not returned within
+    ``timeout`` s, or, with ``progress`` (a callable whose value changes while bytes arrive), within
+    ``timeout`` s of the last change: a slow download is not a silent Hub. The call is left to finish
+    in the background (a download's result, if any, lands in the cache)."""
     outcome: dict = {}
 
     def run():
         try:
             outcome["value"] = call(*args, **kwargs)
-        except BaseException as error:
+        except BaseException as error:  # handed to the caller's thread
             outcome["error"] = error
 
     worker = threading.Thread(target=run, name="zoo Hub request", daemon=True)
     worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
-        raise HubTimeoutError(f"the Hub at {endpoint} did not answer within {timeout:g} s ({HUB_TIMEOUT_ENV})")
+    seen = progress() if progress else None
+    deadline = time.monotonic() + timeout
+    while worker.is_alive():
+        worker.join(min(0.25, max(0.0, deadline - time.monotonic())))
+        if not worker.is_alive():
+            break
+        now = progress() if progress else None
+        if now != seen:
+            seen, deadline = now, time.monotonic() + timeout
+        elif time.monotonic() >= deadline:
+            raise HubTimeoutError(f"the Hub at {endpoint} did not answer within {timeout:g} s ({HUB_TIMEOUT_ENV})")
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("value")

@@ -27,10 +27,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from .export import TRAINING_FIGURE, TRAINING_NAME, ExportError, refuse_published_card
 from .hub import CONFIG_NAME, WEIGHTS_NAME, read_config, resolve, save_weights, sha256_of, verify_weights, write_json
 
-TRAINING_NAME = "training.json"
-TRAINING_FIGURE = "training.png"
 
 
 class InterpolationError(ValueError):
@@ -91,6 +90,10 @@ def interpolate_models(start: str, tuned: str, alpha: float, out, overwrite: boo
     ``README.md``. ``start`` and ``tuned`` are anything ``zoo.load`` takes. The folder appears
     complete or not at all (written beside it, then renamed)."""
     out = Path(out)
+    try:
+        refuse_published_card(out)  # as export and fine-tuning: a published card is never rewritten
+    except ExportError as error:
+        raise InterpolationError(str(error)) from error
     if out.exists() and not overwrite:
         raise InterpolationError(f"{out} exists; choose a new folder, or replace it with --overwrite (overwrite=True)")
     (start_dir, start_source, start_config), (tuned_dir, tuned_source, tuned_config) = _model(start), _model(tuned)

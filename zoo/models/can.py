@@ -364,7 +364,7 @@ class CANDenoiserBase(DenoiserModule):
     def _runtime_mode(self, wave: torch.Tensor, statistics) -> str | None:
         """``zoo.models.can_runtime`` instead of the network's forward: inference on the CPU only
         (no gradient), and with ``runtime: auto`` only where it was measured faster and equal to
-        float rounding (the released network's per-input statistics: 4x; benchmarks/speed.py)."""
+        float rounding (the released network's per-input statistics: 3.4x; benchmarks/speed.py)."""
         if self.training or torch.is_grad_enabled() or wave.device.type != "cpu" or self.runtime == "torch":
             return None
         if self.runtime == "auto":

@@ -437,7 +437,7 @@ def forward_with_input_statistics(network, wave: torch.Tensor, mode: str = "fp32
     * the products run ``rows`` rows at a time, so what they read and write stays in cache.
 
     fp32 equals the network's forward to float rounding; bf16 stores activations in bfloat16
-    (within 40 dB SNR of fp32: the figure is in ``benchmarks/speed.py --can-variants``). Memory:
+    (within 40 dB SNR of fp32: ``benchmarks/speed.py`` measures it, column "SNR to runtime=torch"). Memory:
     two activation buffers of the whole signal (``2 x T x W`` values) plus the first layer's fp32
     output; ``enhance`` only passes signals up to one chunk (``chunk_seconds``) here."""
     if mode not in MODES:
