@@ -116,14 +116,14 @@ def test_a_short_real_training_run_lowers_the_loss(loss_type):
     data.setup("fit")
     batch = next(iter(data.val_dataloader()))
     with torch.no_grad():
-        before = float(model.loss(model(batch["noisy"]), batch))
-        identity = float(model.loss(batch["noisy"], batch))  # passing the noisy input through
+        before = float(model.loss(model.step(batch), batch))
+        identity = float(model.loss({"enhanced": batch["noisy"]}, batch))  # passing the noisy input through
     trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
     trainer.fit(model, data)
     model.eval()
     with torch.no_grad():
-        after = float(model.loss(model(batch["noisy"]), batch))
+        after = float(model.loss(model.step(batch), batch))
     assert after < 0.8 * before, (before, after)
     # Better than doing nothing: a network whose output collapses to its bias also lowers the
     # loss from its random start, but never below the noisy input's.
@@ -179,7 +179,7 @@ def test_the_network_works_in_16_bit_sample_units_like_the_authors_code():
     model = ContextAggregationDenoiser(width=4, dilations=[1, 2, 1])
     assert model.network.wave_scale == 2**15
     clean, noisy = torch.zeros(1, 100), torch.full((1, 100), 0.5)
-    assert float(model.loss(noisy, {"clean": clean})) == pytest.approx(0.5 * 2**15)
+    assert float(model.loss({"enhanced": noisy}, {"clean": clean})) == pytest.approx(0.5 * 2**15)
     inside = {}
     model.network.body[0].register_forward_hook(lambda m, i, o: inside.update(input=i[0]))
     model(torch.full((1, 50), 0.25))

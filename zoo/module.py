@@ -25,6 +25,61 @@ from .inference import OverlapStream, enhance_stream, exact_length, resampler_st
 ARCHITECTURES: dict[str, type["DenoiserModule"]] = {}
 
 
+class SupervisedModelError(TypeError):
+    """A model without ``semi_supervised = True`` was given rows without clean speech."""
+
+
+class BatchKeysError(KeyError):
+    """The data does not provide a batch key the model needs."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0])
+
+
+class BatchContract(L.Callback):
+    """What every fit of a :class:`DenoiserModule` checks, on the model's side of the one-way flow:
+
+    - at fit start, the keys the data module declares (``batch_keys``) against the model's
+      ``batch_keys``, before any batch is read;
+    - on the first training batch of the fit, the batch against ``zoo.data.batch.BATCH_SCHEMA`` and
+      the model's keys (for data without a declaration), and that a supervised model is not fed
+      rows without clean speech.
+    """
+
+    def __init__(self):
+        self.checked = False
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        from .data.batch import missing_keys_message
+
+        self.checked = False
+        data = trainer.datamodule
+        provided = getattr(data, "batch_keys", None)
+        if provided is not None:
+            message = missing_keys_message(type(pl_module).__name__, pl_module.batch_keys, type(data).__name__,
+                                           tuple(provided))
+            if message:
+                raise BatchKeysError(message)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.checked:
+            return
+        from .data.batch import check_batch, missing_keys_message
+
+        data = type(trainer.datamodule).__name__ if trainer.datamodule is not None else "the training data loader"
+        check_batch(batch, f"the first training batch of {data}")
+        message = missing_keys_message(type(pl_module).__name__, pl_module.batch_keys, data, tuple(batch))
+        if message:
+            raise BatchKeysError(message)
+        if "has_clean" in batch and not bool(batch["has_clean"].all()) and not pl_module.semi_supervised:
+            raise SupervisedModelError(
+                f"{type(pl_module).__name__} is being trained on rows without clean speech (has_clean=False: 'clean' "
+                "is a zero placeholder), and a supervised loss would learn to output silence. Train a semi-supervised "
+                "model (class attribute semi_supervised = True, whose loss reads 'has_clean' / 'noise_only'), or give "
+                "data with clean speech for every row.")
+        self.checked = True
+
+
 class DenoiserModule(L.LightningModule):
     """Base class of every denoiser in the zoo.
 
@@ -37,32 +92,68 @@ class DenoiserModule(L.LightningModule):
     context_samples: int | None = None
     #: True for models with nothing to learn (classical filters): fit refuses them clearly.
     trainable: ClassVar[bool] = True
+    #: the batch keys (zoo.data.batch.BATCH_SCHEMA) the model's step and loss read; checked against
+    #: the data module's when a fit starts
+    batch_keys: ClassVar[tuple[str, ...]] = ("noisy", "clean")
+    #: True for models that learn from rows without clean speech (``has_clean`` False: noise-only
+    #: clips, noisy recordings), reading ``has_clean`` / ``noise_only`` in their loss. Any other model
+    #: refuses such rows (:class:`SupervisedModelError`): a supervised loss would learn silence.
+    semi_supervised: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         ARCHITECTURES[cls.__name__] = cls
 
     # ---- what each architecture provides -------------------------------------------------
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:  # [B, T] -> [B, T]
+    def forward(self, wave: torch.Tensor, **conditions) -> torch.Tensor:
+        """Inference: ``wave`` [B, T] (or [B, C, T] for ``input_channels`` > 1) -> [B, T] at
+        ``sample_rate``. ``conditions`` (a noise level, a prior ...) are extra inputs a model may
+        take; a model estimates each one itself when it is absent, so that ``enhance`` (which
+        passes none) always works."""
         raise NotImplementedError
 
-    def loss(self, enhanced: torch.Tensor, batch: dict) -> torch.Tensor:
+    def step(self, batch: dict) -> dict:
+        """One forward pass on a batch for training and validation: a dict with at least
+        ``"enhanced"`` [B, T]; models add what their loss needs (latents, masks, estimates). The
+        default runs ``forward`` on ``batch["noisy"]`` with the batch's ``"conditions"``."""
+        return {"enhanced": self(batch["noisy"], **batch.get("conditions", {}))}
+
+    def loss(self, outputs: dict, batch: dict) -> "torch.Tensor | dict[str, torch.Tensor]":
+        """The training loss of :meth:`step`'s ``outputs`` on ``batch``: a scalar, or a dict of named
+        terms that are summed (weight them here) and logged one by one as ``train/loss/NAME``."""
         raise NotImplementedError(f"{type(self).__name__} defines no training loss")
 
     # ---- Lightning ------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         if not self.trainable:
             raise RuntimeError(f"{type(self).__name__} has no trainable parameters: there is nothing to fit")
-        enhanced = self(batch["noisy"])
-        loss = self.loss(enhanced, batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["noisy"].shape[0])
-        return loss
+        total = self._log_loss("train", self.loss(self.step(batch), batch), batch)
+        return total
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        enhanced = self(batch["noisy"])
+        outputs = self.step(batch)
+        self._log_loss("val", self.loss(outputs, batch), batch)
+        truth = batch["has_clean"] if "has_clean" in batch else torch.ones(batch["noisy"].shape[0], dtype=torch.bool)
+        if bool(truth.any()):  # SI-SDR against real clean speech only, never against a placeholder
+            score = _si_sdr(outputs["enhanced"][truth], batch["clean"][truth]).mean()
+            self.log("val/si_sdr", score, batch_size=int(truth.sum()), sync_dist=True)
+
+    def _log_loss(self, split: str, loss, batch: dict) -> torch.Tensor:
+        """Log a loss (a tensor, or a dict of named terms) and return the total."""
         size = batch["noisy"].shape[0]
-        self.log("val/loss", self.loss(enhanced, batch), prog_bar=True, batch_size=size, sync_dist=True)
-        self.log("val/si_sdr", _si_sdr(enhanced, batch["clean"]).mean(), batch_size=size, sync_dist=True)
+        sync = split != "train"
+        if isinstance(loss, dict):
+            if not loss:
+                raise ValueError(f"{type(self).__name__}.loss returned an empty dict: give at least one named term")
+            for name, term in loss.items():
+                self.log(f"{split}/loss/{name}", term, batch_size=size, sync_dist=sync)
+            loss = sum(loss.values())
+        self.log(f"{split}/loss", loss, prog_bar=True, batch_size=size, sync_dist=sync)
+        return loss
+
+    def configure_callbacks(self):
+        """Every fit checks the batches against what the model needs (:class:`BatchContract`)."""
+        return [BatchContract()]
 
     # ---- inference ------------------------------------------------------------------------
     @property

@@ -313,13 +313,15 @@ def pad_collate(items: list[dict]) -> dict:
     (valid samples per row), every other field (names, speakers ...) as a list."""
     batch: dict = {}
     for key in WAVE_KEYS:
-        if key in items[0]:
-            waves = [item[key] for item in items]
+        if any(key in item for item in items):
+            # a row without the part (a real recording has no clean speech) gets the schema's zero
+            # placeholder; has_clean says which rows are truth
+            waves = [item[key] if key in item else torch.zeros_like(item["noisy"]) for item in items]
             longest = max(w.shape[-1] for w in waves)
             batch[key] = torch.stack([torch.nn.functional.pad(w, (0, longest - w.shape[-1])) for w in waves])
     batch["lengths"] = torch.tensor([item["length"] for item in items], dtype=torch.long)
     # the batch schema's flag: whether a row's "clean" is its truth (CHiME-4's real recordings have none)
-    batch["has_clean"] = torch.tensor([item.get("clean") is not None for item in items])
+    batch["has_clean"] = torch.tensor([item.get("clean") is not None for item in items], dtype=torch.bool)
     for key in items[0]:
         if key not in batch and key != "length":
             batch[key] = [item[key] for item in items]
@@ -338,6 +340,14 @@ class FileExamplesDataModule(L.LightningDataModule):
     def __init__(self):
         super().__init__()
         self.examples: dict[str, list[Example]] = {}
+
+    @property
+    def batch_keys(self) -> tuple[str, ...]:
+        """The schema keys every training batch holds (``zoo.data.batch``): "clean" and "noise" only
+        when every training example has them (CHiME-4's real recordings have no clean speech)."""
+        train = self.examples.get("train", [])
+        parts = tuple(key for key in ("clean", "noise") if train and all(getattr(e, key) is not None for e in train))
+        return ("noisy", *parts, "has_clean", "lengths")
 
     def _init_files(self) -> None:
         """The end of every subclass's ``__init__``, after ``save_hyperparameters()``: check the

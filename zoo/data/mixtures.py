@@ -418,6 +418,9 @@ class MixingDataModule(L.LightningDataModule):
     lists of files (and generated noises) to the train and validation loaders. Subclasses
     implement :meth:`file_lists`."""
 
+    #: the schema keys of every batch (zoo.data.batch.BATCH_SCHEMA)
+    batch_keys = ("noisy", "clean", "noise", "has_clean", "snr_db")
+
     def file_lists(self) -> dict[str, list]:
         """``{"speech", "noise", "val_speech", "val_noise", "babble"}``: lists of absolute paths;
         the noise lists may also hold ``"generated:NAME"`` entries."""

@@ -21,9 +21,10 @@ Training batch keys (B rows, T samples):
   that is the truth; for the others it is a placeholder that must not be trained on;
 - ``"noise"`` [B, T]: the clip for noise-only rows, zeros for noisy recordings.
 
-So that a supervised loss is never trained on the placeholders by accident, a Trainer fitting
-these batches refuses a model that does not declare ``semi_supervised = True`` (a class
-attribute; ``require_semi_supervised_model=False`` turns the check off).
+So that a supervised loss is never trained on the placeholders by accident, a supervised model
+(``zoo.module.DenoiserModule`` without ``semi_supervised = True``) refuses a training batch with
+rows whose ``has_clean`` is False: the check is the model's, on what it is fed; the data layer
+never asks what a model is.
 
 Validation batches are supervised mixtures of held-out speech and noise
 (``zoo.data.splits``: no clean speech of the training data is needed), with ``noise_only``
@@ -50,10 +51,6 @@ from .files import path_list
 
 _STREAM_SEMI = 2
 NOISE_ONLY, NOISY = 0, 1
-
-
-class SupervisedModelError(TypeError):
-    """A model without ``semi_supervised = True`` was given batches without clean speech."""
 
 
 class BatchNumbers(Sampler[int]):
@@ -184,15 +181,17 @@ class SemiSupervisedMixtures(L.LightningDataModule):
         snr_db: SNR range of the validation mixtures (against the active speech level, P.56).
         train_size: training rows per epoch (a multiple of ``batch_size``; the last partial
             batch is dropped so every batch has the exact share).
-        require_semi_supervised_model: refuse to fit a model without ``semi_supervised = True``.
     """
+
+    #: the schema keys of every batch (zoo.data.batch.BATCH_SCHEMA)
+    batch_keys = ("noisy", "clean", "noise", "has_clean", "noise_only")
 
     def __init__(self, noise_only: list[str] | str, noisy: list[str] | str, val_speech: list[str] | str | None = None,
                  val_noise: list[str] | str | None = None, data_root: str | None = None, sample_rate: int = 16000,
                  crop_seconds: float = 2.0, noise_only_share: float = 0.5,
                  gain_db: tuple[float, float] | None = None, snr_db: tuple[float, float] = (-5.0, 20.0),
                  batch_size: int = 8, train_size: int = 1000, val_size: int = 64, num_workers: int = 0,
-                 seed: int = 0, max_files: int | None = None, require_semi_supervised_model: bool = True):
+                 seed: int = 0, max_files: int | None = None):
         super().__init__()
         noise_only, noisy = path_list(noise_only, f"{type(self).__name__} noise_only"), path_list(noisy, f"{type(self).__name__} noisy")
         val_speech = path_list(val_speech, f"{type(self).__name__} val_speech")
@@ -206,7 +205,6 @@ class SemiSupervisedMixtures(L.LightningDataModule):
                 raise ValueError(f"SemiSupervisedMixtures {key}: generated noises have no recorded level to "
                                  "match the noisy recordings; give recordings (files or folders)")
         self.save_hyperparameters()
-        self._model_checked = False
 
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
@@ -241,24 +239,6 @@ class SemiSupervisedMixtures(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=self.hparams.batch_size, num_workers=self.hparams.num_workers)
 
-    def on_before_batch_transfer(self, batch, dataloader_idx: int):
-        """Refuse, once, to train a model that does not declare ``semi_supervised = True`` on rows
-        whose "clean" is a placeholder: a supervised loss would learn to output silence."""
-        trainer = self.trainer
-        if (self._model_checked or not self.hparams.require_semi_supervised_model or trainer is None
-                or not trainer.training or "has_clean" not in batch):
-            return batch
-        model = trainer.lightning_module
-        if not bool(batch["has_clean"].all()) and not getattr(model, "semi_supervised", False):
-            raise SupervisedModelError(
-                f"{type(model).__name__} is being trained on SemiSupervisedMixtures batches, whose noisy recordings "
-                "have no clean speech (has_clean=False, 'clean' is a zero placeholder): a supervised loss would learn "
-                "to output silence. Use a semi-supervised model (class attribute semi_supervised = True, whose loss "
-                "uses 'noise_only' / 'has_clean'), or set require_semi_supervised_model: false if the model already "
-                "masks rows by 'has_clean'.")
-        self._model_checked = True
-        return batch
-
 
 __all__ = ["NOISE_ONLY", "NOISY", "BatchNumbers", "NoiseOnlyShareBatchSampler", "SemiSupervisedDataset", "SemiSupervisedMixtures",
-           "SupervisedModelError", "noise_only_rows"]
+           "noise_only_rows"]

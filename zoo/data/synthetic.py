@@ -148,6 +148,8 @@ def split_sparse_signals(label: torch.Tensor, test_share: float = 0.3, val_share
 class SparseSignals(L.LightningDataModule):
     """The Synthesized-Sparse-Signal (SSS) set of the prior-guided network report, sec. IV-A.
 
+    Batch keys (``batch_keys``): noisy, clean, noise, has_clean, sigma, label.
+
     The report: "I generate 7000 sequences with a length of 100 samples, 20% of which are
     randomly given non-zero values from 0 to 10. The 7000 sequences are noise-free signals used
     as ground truth. I add white noise to each sequence by following formula
@@ -189,6 +191,9 @@ class SparseSignals(L.LightningDataModule):
     ``sigmas`` may name a subset (the report's single-amplitude runs use one level, Figs. 14 and
     15 use {1, 1.5} and {0.5, 3}); each level's 1000 sequences are the same in every subset.
     """
+
+    #: the schema keys of every batch (zoo.data.batch.BATCH_SCHEMA)
+    batch_keys = ("noisy", "clean", "noise", "has_clean", "sigma", "label")
 
     def __init__(self, sigmas: tuple[float, ...] = SSS_SIGMAS, per_sigma: int = 1000, length: int = 100,
                  nonzero_share: float = 0.2, max_value: int = 10,
@@ -303,6 +308,8 @@ class ChordBatches(Dataset):
 class DetunedChord(L.LightningDataModule):
     """The detuned A-major chord in white Gaussian noise of the partitioned autoencoder thesis.
 
+    Batch keys (``batch_keys``): noisy, clean, noise, has_clean, noise_only, sigma.
+
     The signal ("Results", Eqs. 43-46): "The examples used are a sum of sine waves at four fixed
     frequencies with uniform random amplitude and phase. The frequencies are chosen to form an
     A4 major chord (1-3-5-8) at slightly de-tuned frequencies so as not to allow the network to
@@ -355,6 +362,9 @@ class DetunedChord(L.LightningDataModule):
     Batches: ``{"noisy", "clean", "noise": float32 [B, T], "noise_only": bool [B], "sigma":
     float32 [B] (the minibatch's noise standard deviation, the same for every row)}``.
     """
+
+    #: the schema keys of every batch (zoo.data.batch.BATCH_SCHEMA)
+    batch_keys = ("noisy", "clean", "noise", "has_clean", "noise_only", "sigma")
 
     def __init__(self, snr_db: float = 0.0, batch_size: int = 128, clip_samples: int = 1024,
                  sample_rate: int = 16000, frequencies: tuple[float, ...] = CHORD_FREQUENCIES_HZ,

@@ -410,7 +410,7 @@ class ContextAggregationDenoiser(CANDenoiserBase):
         self.save_hyperparameters()
         self._build(width, dilations, kernel_size, sample_rate, wave_scale, runtime=runtime)
 
-    def loss(self, enhanced: torch.Tensor, batch: dict) -> torch.Tensor:
+    def loss(self, outputs: dict, batch: dict) -> torch.Tensor:
         # In integer-scaled units, as the authors' losses were (see the module docstring).
-        error = (enhanced - batch["clean"]) * self.network.wave_scale
+        error = (outputs["enhanced"] - batch["clean"]) * self.network.wave_scale
         return error.abs().mean() if self.hparams.loss_type == "l1" else error.pow(2).mean()

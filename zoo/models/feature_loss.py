@@ -271,8 +271,8 @@ class FeatureLossCAN(CANDenoiserBase):
         if net is not None:
             net.to(self.device).eval()  # BN statistics of the loss network stay fixed
 
-    def loss(self, enhanced: torch.Tensor, batch: dict) -> torch.Tensor:
-        return self.feature_loss(enhanced, batch["clean"], self.current_epoch, self.training)
+    def loss(self, outputs: dict, batch: dict) -> torch.Tensor:
+        return self.feature_loss(outputs["enhanced"], batch["clean"], self.current_epoch, self.training)
 
     def on_train_epoch_end(self) -> None:
         self.feature_loss.end_epoch(self.current_epoch)

@@ -121,7 +121,7 @@ class DeepFilterNet3(DenoiserModule):
     def stream(self) -> "DeepFilterStream":
         return DeepFilterStream(self.hparams.atten_lim_db, self.hparams.post_filter_beta)
 
-    def loss(self, enhanced, batch):
+    def loss(self, outputs, batch):
         raise RuntimeError("DeepFilterNet3 is a pretrained peer: zoo does not train it")
 
 
