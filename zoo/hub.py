@@ -21,34 +21,24 @@ torch, safetensors.torch and huggingface_hub are imported where they are used: `
 """
 from __future__ import annotations
 
-import hashlib
+import importlib
 import json
 import logging
 import math
 import os
-import struct
 import threading
 import time
 from pathlib import Path
 
 from . import __version__
+from .model_folder import (CALIBRATION_NAME, CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, CorruptWeightsError,  # noqa: F401
+                           ModelLoadError, _calibration, read_config, save_pretrained, save_weights, sha256_of,
+                           verify_weights, write_json, write_text)
 from .registry import UnknownModelError, find_by_hub_repo, get_entry, is_registered, unknown_name_message
 
 logger = logging.getLogger("zoo")
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-CARD_NAME = "README.md"
-CALIBRATION_NAME = "calibration.safetensors"
 HUB_FILES = [CONFIG_NAME, WEIGHTS_NAME, CALIBRATION_NAME, CARD_NAME, "*.png"]
-
-
-class ModelLoadError(RuntimeError):
-    """A model folder that cannot be turned into a model; the message says why and what to do."""
-
-
-class CorruptWeightsError(ModelLoadError):
-    """Weights that do not match their config's checksum or are not valid safetensors."""
 
 
 class ModelNotAvailableError(ModelLoadError):
@@ -82,143 +72,6 @@ def hub_timeout() -> float:
         raise ModelLoadError(f"{HUB_TIMEOUT_ENV}={raw!r} is not a positive number of seconds; "
                              f"unset it for the default ({DEFAULT_HUB_TIMEOUT:g} s)")
     return value
-
-
-# ---- writing ----------------------------------------------------------------------------------
-
-
-def sha256_of(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def save_pretrained(model: DenoiserModule, folder, name: str | None = None) -> Path:
-    """Write ``config.json`` and ``model.safetensors`` for ``model`` into ``folder``."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    save_weights(state, folder / WEIGHTS_NAME, metadata={"format": "pt", "architecture": type(model).__name__})
-    config = {
-        "architecture": type(model).__name__,
-        "init_args": _jsonable(dict(model.hparams)),
-        "sample_rate": int(model.sample_rate),
-        "weights_sha256": sha256_of(folder / WEIGHTS_NAME),
-        "zoo_version": __version__,
-    }
-    if name:
-        config["name"] = name
-    write_json(folder / CONFIG_NAME, config)
-    return folder
-
-
-def save_weights(state: dict[str, "torch.Tensor"], path, metadata: dict[str, str]) -> Path:
-    """``safetensors.torch.save_file`` under a temporary name, renamed when complete; the same
-    tensors and metadata always give the same bytes (so the same sha256).
-
-    safetensors serialises the metadata from a Rust ``HashMap``, whose order changes from one call
-    to the next: with two keys, half the files differ in their header alone. The keys are put back
-    in the order given (same length, so no offset moves)."""
-    from safetensors.torch import save_file
-
-    from .audio import atomic_output
-
-    with atomic_output(path) as temporary:
-        save_file(state, temporary, metadata=metadata)
-        _order_metadata(temporary, metadata)
-    return Path(path)
-
-
-def _order_metadata(path, metadata: dict[str, str]) -> None:
-    if len(metadata) < 2:
-        return
-    with open(path, "r+b") as handle:
-        size = struct.unpack("<Q", handle.read(8))[0]
-        header = handle.read(size)
-        written = dict(json.loads(header)["__metadata__"])
-        as_written, wanted = (json.dumps(m, separators=(",", ":"), ensure_ascii=False).encode()
-                              for m in (written, dict(metadata)))
-        if written != dict(metadata) or header.count(as_written) != 1 or len(as_written) != len(wanted):
-            raise RuntimeError(f"{path}: unexpected safetensors header; cannot make its metadata order stable")
-        handle.seek(8 + header.index(as_written))
-        handle.write(wanted)
-
-
-def write_json(path, data) -> None:
-    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def write_text(path, text: str) -> None:
-    from .audio import atomic_output
-
-    with atomic_output(path) as temporary:
-        Path(temporary).write_text(text)
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    raise TypeError(f"init argument value {value!r} cannot be stored in config.json")
-
-
-# ---- reading ----------------------------------------------------------------------------------
-
-
-def read_config(folder) -> dict:
-    folder = Path(folder)
-    path = folder / CONFIG_NAME
-    if not path.is_file():
-        raise ModelLoadError(f"{folder} is not a zoo model folder: it has no {CONFIG_NAME}")
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ModelLoadError(f"{path} is not valid JSON ({error}); restore it from the Hub or hub_cards/") from error
-    if not isinstance(config, dict) or "architecture" not in config:
-        raise ModelLoadError(f"{path} names no 'architecture'; it was not written by zoo's save_pretrained")
-    return config
-
-
-def verify_weights(folder, config: dict) -> Path:
-    """Refuse weights whose sha256 differs from what config.json promises."""
-    weights = Path(folder) / WEIGHTS_NAME
-    if not weights.is_file():
-        if config.get("converted_from"):
-            raise ModelLoadError(_missing_converted_weights(folder, config))
-        raise ModelLoadError(f"{folder} has {CONFIG_NAME} but no {WEIGHTS_NAME}; the download is incomplete")
-    expected = config.get("weights_sha256")
-    if expected:
-        actual = sha256_of(weights)
-        if actual != expected:
-            raise CorruptWeightsError(
-                f"{weights} has sha256 {actual[:16]}... but {CONFIG_NAME} expects {expected[:16]}...: "
-                "the file is corrupt or from another revision. Download it again "
-                "(zoo.load(name, force_download=True)), or re-export the model."
-            )
-    else:
-        logger.warning("%s has no weights_sha256: the weights cannot be verified", folder / CONFIG_NAME)
-    return weights
-
-
-def _missing_converted_weights(folder, config: dict) -> str:
-    """Weights converted from someone else's release are not committed: say how to produce them."""
-    from .convert import SOURCES
-
-    name = config.get("name") or Path(folder).name
-    release = SOURCES.get(name, "THE_RELEASE")
-    where = (f"zoo.load('{get_entry(name).hub_repo}') or `zoo denoise --model {get_entry(name).hub_repo}`"
-             if is_registered(name) else "its ORG/NAME repository id")
-    origin = config["converted_from"].get("release", "the authors' release") if isinstance(
-        config["converted_from"], dict) else "the authors' release"
-    return (f"{folder} has {CONFIG_NAME} but no {WEIGHTS_NAME}: these weights are converted from the authors' "
-            f"release ({origin}) on set-up, never committed: run `zoo convert PATH_TO/{release}` "
-            f"(or `make weights`, which reads ZOO_WEIGHTS, default ../shared/weights), "
-            f"or load the published card from the Hub ({where})")
 
 
 def parse_model_spec(spec: str) -> tuple[str, dict]:
@@ -284,30 +137,12 @@ def buildable_architectures() -> dict[str, type]:
     """Architecture names a config.json may give: DenoiserModule subclasses with their own
     ``__init__`` (whose arguments are the config's ``init_args``). Shared bases such as
     ``CANDenoiserBase`` define no arguments and cannot be built from a config."""
-    from . import models  # noqa: F401  (registers the built-in architectures)
+    # The built-in models are plug-ins of this loader, imported by name: they may use the Hub
+    # (zoo.models.feature_loss loads its loss network with load_component), the Hub never names them.
+    importlib.import_module("zoo.models")
     from .module import ARCHITECTURES
 
     return {name: cls for name, cls in ARCHITECTURES.items() if "__init__" in vars(cls)}
-
-
-def _calibration(folder: Path, config: dict) -> dict:
-    """Fixed normalisation statistics measured by the zoo (``zoo.calibrate``), kept beside weights
-    converted from someone else's release and laid over them; checked by sha256 like the weights."""
-    entry = config.get("calibration")
-    if not entry:
-        return {}
-    path = folder / entry.get("file", CALIBRATION_NAME)
-    if not path.is_file():
-        raise ModelLoadError(f"{folder} lacks {path.name}, which its {CONFIG_NAME} names; download the folder again")
-    if entry.get("sha256") and sha256_of(path) != entry["sha256"]:
-        raise CorruptWeightsError(f"{path} does not match the sha256 in {CONFIG_NAME}; download it again")
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise CorruptWeightsError(f"{path} is not a valid safetensors file ({error}); download it again") from error
 
 
 def download(repo_id: str, revision: str | None = None, force_download: bool = False,
@@ -522,6 +357,56 @@ def load(name_or_path: str, revision: str | None = None, device: "str | torch.de
     model.zoo_folder = folder
     logger.info("loaded %s from %s", name_or_path, source)
     return model
+
+
+def load_component(name_or_path: str, expected: type, *, revision: str | None = None):
+    """A sub-model named by card (a loss network, a mask estimator), rebuilt from its folder.
+
+    ``name_or_path``: a card folder, the name of a folder bundled in ``hub_cards/`` (a component
+    that is not a registered model, such as ``feature-loss-net``), a registered model's name, or a
+    Hub ``ORG/NAME``. ``expected``: the class the caller can use; the folder's ``config.json`` must
+    name it (or a subclass of it), and the class is built from its ``init_args`` with the folder's
+    sha256-verified safetensors weights. Returned in eval mode with gradients off: a component is
+    a frozen part of another model, not trained with it."""
+    from .paths import CARDS_ROOT
+
+    name = str(name_or_path)
+    bundled = CARDS_ROOT / name
+    if not Path(name).expanduser().is_dir() and not is_registered(name) and (bundled / CONFIG_NAME).is_file():
+        folder = bundled
+    else:
+        folder, _ = resolve(name, revision)
+    config = read_config(folder)
+    architecture = config["architecture"]
+    candidates = {cls.__name__: cls for cls in _subclasses(expected)}
+    cls = candidates.get(architecture)
+    if cls is None:
+        raise ModelLoadError(f"{folder} holds a {architecture}, not a {expected.__name__}: name a card of a "
+                             f"{expected.__name__} ({', '.join(sorted(candidates))})")
+    from safetensors.torch import load_file
+
+    try:
+        component = cls(**config.get("init_args", {}))
+    except (TypeError, ValueError) as error:
+        raise ModelLoadError(f"{folder / CONFIG_NAME}: init_args do not fit {architecture} ({error})") from error
+    try:
+        component.load_state_dict(load_file(str(verify_weights(folder, config))))
+    except RuntimeError as error:
+        raise CorruptWeightsError(f"{folder / WEIGHTS_NAME} does not fit {architecture} as configured: {error}") from error
+    for parameter in component.parameters():
+        parameter.requires_grad_(False)
+    component.zoo_folder = folder
+    return component.eval()
+
+
+def _subclasses(cls: type) -> list[type]:
+    found, pending = [cls], [cls]
+    while pending:
+        for sub in pending.pop().__subclasses__():
+            if sub not in found:
+                found.append(sub)
+                pending.append(sub)
+    return found
 
 
 # ---- publishing -------------------------------------------------------------------------------

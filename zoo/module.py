@@ -19,7 +19,8 @@ import torch
 from tqdm.auto import tqdm
 
 from . import audio
-from .inference import OverlapStream, enhance_stream, exact_length, resampler_stream, run_stream, split_blocks
+from .inference import (OverlapStream, WholeSignalStream, WholeSignalTooLongError, enhance_stream, exact_length,
+                        resampler_stream, run_stream, split_blocks)
 
 #: every DenoiserModule subclass by class name: what a config.json's "architecture" may name.
 ARCHITECTURES: dict[str, type["DenoiserModule"]] = {}
@@ -83,13 +84,26 @@ class BatchContract(L.Callback):
 class DenoiserModule(L.LightningModule):
     """Base class of every denoiser in the zoo.
 
-    Subclasses set ``sample_rate`` (Hz) and either ``context_samples`` (how many input samples
-    each side an output sample depends on: the receptive field, for exact chunking) or override
-    :meth:`stream` when the model carries recursive state from frame to frame.
+    Subclasses set ``sample_rate`` (Hz), ``input_channels`` when they take several channels at once,
+    and declare one streaming mode (:attr:`streaming`, what makes chunked inference exact):
+    ``context_samples`` (how many input samples each side an output sample depends on: the
+    receptive field) with ``hop_samples`` (a frame model's hop); or an overridden :meth:`stream`
+    when the model carries recursive state from frame to frame; or ``whole_signal_max_seconds``
+    when its context is unbounded (it then runs once on the whole input, up to that length).
     """
 
     sample_rate: int = 16000
+    #: streaming mode "overlap": input samples each side an output sample depends on
     context_samples: int | None = None
+    #: with ``context_samples``: the model's frames start at multiples of this many samples from the
+    #: signal's start (an STFT's hop; 1 for a convolutional network), so chunk windows must too
+    hop_samples: int = 1
+    #: streaming mode "whole" (unbounded context: a BiLSTM, an iterative solver): the longest input,
+    #: in seconds, the model accepts; it is held whole in memory at ``sample_rate``
+    whole_signal_max_seconds: float | None = None
+    #: channels ``forward`` takes at once: 1 (each channel of an input is enhanced on its own), or
+    #: K > 1 (``forward`` maps [B, K, T] to mono [B, T]; ``enhance`` takes exactly K channels)
+    input_channels: int = 1
     #: True for models with nothing to learn (classical filters): fit refuses them clearly.
     trainable: ClassVar[bool] = True
     #: the batch keys (zoo.data.batch.BATCH_SCHEMA) the model's step and loss read; checked against
@@ -157,6 +171,94 @@ class DenoiserModule(L.LightningModule):
 
     # ---- inference ------------------------------------------------------------------------
     @property
+    def streaming(self) -> str:
+        """The streaming mode the model declares: how ``enhance`` in blocks gives the whole-signal
+        output (``zoo.inference``), read by the cards, the tests and the docs.
+
+        - ``"whole"``: ``whole_signal_max_seconds`` is set (unbounded context): the input is held
+          whole at the model's rate, up to that many seconds, and ``forward`` runs once at the end;
+        - ``"overlap"``: ``context_samples`` is set: each block is processed with that much context
+          each side, in windows that start on multiples of ``hop_samples``;
+        - ``"recursive"``: the model overrides :meth:`stream` with a stream that carries its state.
+
+        ``whole_signal_max_seconds`` decides over ``context_samples`` (a masking model with an STFT
+        hop and context may still have a recurrent estimator that sees the whole signal).
+        """
+        if self.whole_signal_max_seconds is not None:
+            return "whole"
+        if self.context_samples is not None:
+            return "overlap"
+        if type(self).stream is not DenoiserModule.stream:
+            return "recursive"
+        raise NotImplementedError(
+            f"{type(self).__name__} declares no streaming mode: set context_samples (and hop_samples) for a finite "
+            "context, override stream() for recursive state, or set whole_signal_max_seconds for unbounded context")
+
+    def streaming_summary(self) -> str:
+        """One line for a model card: the channels the model takes and how it streams."""
+        k = self.input_channels
+        channels = ("1 input channel (each channel of a multichannel input is enhanced on its own)" if k == 1
+                    else f"{k} input channels at once, one (mono) output")
+        mode = self.streaming
+        if mode == "overlap":
+            how = (f"overlap ({self.context_samples} samples of context each side at {self.sample_rate} Hz"
+                   + (f", windows on its {self.hop_samples}-sample hop" if self.hop_samples > 1 else "")
+                   + (", with the whole input's statistics measured first" if self.needs_input_statistics else "")
+                   + "): chunked output equals whole-file output")
+        elif mode == "recursive":
+            how = "recursive (its state is carried from block to block): chunked output equals whole-file output"
+        else:
+            how = (f"whole signal (unbounded context: the input is held whole and enhanced at once, up to "
+                   f"{self.whole_signal_max_seconds:g} s)")
+        return f"{channels}; streaming: {how}"
+
+    def _check_streaming_declaration(self) -> None:
+        name = type(self).__name__
+        k = self.input_channels
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"{name}.input_channels must be a whole number >= 1, got {k!r}")
+        mode = self.streaming
+        if mode == "whole":
+            bound = self.whole_signal_max_seconds
+            if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not bound > 0:
+                raise ValueError(f"{name}.whole_signal_max_seconds must be a positive number of seconds "
+                                 f"(the longest input it holds in memory), got {bound!r}")
+        elif mode == "overlap":
+            context, hop = self.context_samples, self.hop_samples
+            if isinstance(context, bool) or not isinstance(context, int) or context < 0:
+                raise ValueError(f"{name}.context_samples must be a whole number of samples >= 0, got {context!r}")
+            if isinstance(hop, bool) or not isinstance(hop, int) or hop < 1:
+                raise ValueError(f"{name}.hop_samples must be a whole number of samples >= 1, got {hop!r}")
+
+    def _whole_signal_message(self, samples: int, rate: int) -> str:
+        bound = self.whole_signal_max_seconds
+        return (f"{self.zoo_identity} enhances the whole input at once (streaming mode 'whole': its context is "
+                f"unbounded, so it holds the input in memory) and accepts at most {bound:g} s "
+                f"(whole_signal_max_seconds); this input is {samples / rate:.1f} s long ({samples} samples at "
+                f"{rate} Hz). Split it into parts of at most {bound:g} s and enhance each (e.g. `ffmpeg -i in.wav "
+                f"-f segment -segment_time {bound:g} part%03d.wav`), or use a model that streams (its streaming "
+                "mode is 'overlap' or 'recursive')")
+
+    def _check_length(self, frames: int, rate: int) -> None:
+        """Refuse, before anything is read or computed, an input longer than a whole-signal model's bound."""
+        if self.streaming == "whole" and frames > self.whole_signal_max_seconds * rate:
+            raise WholeSignalTooLongError(self._whole_signal_message(frames, rate))
+
+    def _joint_channels(self, channels: int, what: str) -> bool:
+        """True when the input's channels go into the model together (``input_channels`` = K > 1:
+        streams carry [1, K, n] blocks, the output is mono); False when each channel is enhanced on
+        its own. Refuses a channel count a K-channel model cannot take."""
+        k = self.input_channels
+        if k == 1:
+            return False
+        if channels != k:
+            raise audio.AudioError(
+                f"{self.zoo_identity} takes {k} channels at once (input_channels={k}) and returns one, but {what} "
+                f"has {channels} channel{'s' if channels != 1 else ''}: pass the {k} channels it was made for, "
+                f"channels first ([{k}, time]), or a {k}-channel file")
+        return True
+
+    @property
     def needs_input_statistics(self) -> bool:
         """True when the output depends on statistics of the whole input (the released CAN
         normalises every layer with the input's own mean and variance). ``enhance`` and
@@ -171,11 +273,18 @@ class DenoiserModule(L.LightningModule):
         raise NotImplementedError(f"{type(self).__name__} does not use input statistics")
 
     def stream(self, statistics=None):
-        """A stream equal to ``forward`` on the whole signal (see ``zoo.inference``)."""
-        if self.context_samples is None:
-            raise NotImplementedError(
-                f"{type(self).__name__} must set context_samples or override stream()")
-        return OverlapStream(self._forward_eval, self.context_samples)
+        """A stream equal to ``forward`` on the whole signal (see ``zoo.inference``), built from the
+        streaming mode the model declares (:attr:`streaming`); recursive models override it."""
+        self._check_streaming_declaration()
+        mode = self.streaming
+        if mode == "whole":
+            limit = math.ceil(self.whole_signal_max_seconds * self.sample_rate)
+            return WholeSignalStream(self._forward_eval, limit,
+                                     lambda held: self._whole_signal_message(held, self.sample_rate))
+        if mode == "overlap":
+            return OverlapStream(self._forward_eval, self.context_samples, hop=self.hop_samples)
+        raise NotImplementedError(f"{type(self).__name__} is recursive but calls DenoiserModule.stream(): its own "
+                                  "stream() must carry its state")
 
     def _forward_eval(self, wave: torch.Tensor, *args) -> torch.Tensor:
         with torch.inference_mode():
@@ -208,16 +317,22 @@ class DenoiserModule(L.LightningModule):
 
         The input is resampled to the model's rate and back, each channel is enhanced on its
         own, and the result has the input's shape, container and dtype (int16 in, int16 out;
-        float16 and bfloat16 are computed in float32 and returned in their own dtype). Long inputs
-        are processed in chunks of ``chunk_seconds`` (at least 0.01 s) with exact context. A channel
-        of digital silence (all zeros) comes back as exact zeros.
+        float16 and bfloat16 are computed in float32 and returned in their own dtype). A model that
+        takes K channels at once (``input_channels`` = K > 1) takes exactly ``[K, T]`` and returns
+        mono ``[T]``. Long inputs are processed in chunks of ``chunk_seconds`` (at least 0.01 s)
+        exactly as in one piece (:attr:`streaming`). A channel of digital silence (all zeros) comes
+        back as exact zeros.
         """
         sample_rate = audio.check_sample_rate(sample_rate)
         block = block_frames(chunk_seconds, sample_rate)
         tensor, meta = audio.to_float_tensor(wave)
+        joint = self._joint_channels(tensor.shape[0], f"the input (shape {list(tensor.shape[-meta['ndim']:])})")
+        self._check_length(tensor.shape[-1], sample_rate)
         audible = (tensor != 0).any(dim=-1)
+        if joint:  # one [1, K, T] input, one mono output
+            tensor, audible, meta = tensor.unsqueeze(0), audible.any().reshape(1), {**meta, "ndim": 1}
         if not bool(audible.any()):  # digital silence: nothing to enhance, and no model bias added to it
-            return audio.from_float_tensor(torch.zeros_like(tensor), meta)
+            return audio.from_float_tensor(torch.zeros(audible.shape[0], tensor.shape[-1]), meta)
         statistics = self._statistics_for(lambda: split_blocks(tensor, block), sample_rate, tensor.shape[-1], block,
                                           progress)
         blocks = split_blocks(tensor, block)
@@ -229,7 +344,8 @@ class DenoiserModule(L.LightningModule):
 
     def enhance_file(self, src, dst, *, chunk_seconds: float = 30.0, progress: bool = False,
                      overwrite: bool = False) -> Path:
-        """Enhance an audio file into ``dst`` (same rate, channels and sample format).
+        """Enhance an audio file into ``dst`` (same rate, channels and sample format; mono from a
+        model that takes K channels at once, which refuses a file that has not K channels).
 
         Reads and writes in blocks, so memory does not grow with the file's length; writes to a
         temporary name and renames it at the end; refuses to overwrite ``src``, and refuses an
@@ -248,16 +364,23 @@ class DenoiserModule(L.LightningModule):
         with audio.open_audio(src) as reader:
             rate, channels = reader.samplerate, reader.channels
             audio.check_sample_rate(rate)
+            joint = self._joint_channels(channels, str(src))
+            self._check_length(reader.frames, rate)
             subtype = audio.output_subtype(reader.subtype, dst)
             block = block_frames(chunk_seconds, rate)
             audible = audio.audible_channels(reader, block)
+            if joint:  # [1, K, n] blocks in, mono out
+                audible, channels = audible.any().reshape(1), 1
+
+            def rows(blocks):
+                return (b.unsqueeze(0) for b in blocks) if joint else blocks
 
             def reread():
                 with audio.open_audio(src) as again:
-                    yield from audio.iter_blocks(again, block)
+                    yield from rows(audio.iter_blocks(again, block))
 
             statistics = self._statistics_for(reread, rate, reader.frames, block, progress)
-            blocks = audio.iter_blocks(reader, block)
+            blocks = rows(audio.iter_blocks(reader, block))
             if progress:
                 blocks = tqdm(blocks, total=-(-reader.frames // block), unit="chunk", desc=src.name, leave=False)
             with audio.atomic_output(dst) as temporary:
@@ -276,7 +399,7 @@ class DenoiserModule(L.LightningModule):
     # ---- serialisation --------------------------------------------------------------------
     def save_pretrained(self, folder, **card) -> Path:
         """Write ``config.json`` + ``model.safetensors`` (+ a model card) into ``folder``."""
-        from .hub import save_pretrained
+        from .model_folder import save_pretrained
 
         return save_pretrained(self, folder, **card)
 

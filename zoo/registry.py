@@ -20,7 +20,7 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .paths import PROJECT_ROOT  # noqa: E402,F401  (re-exported: zoo.registry.PROJECT_ROOT)
+from .paths import PROJECT_ROOT, card_folder  # noqa: E402,F401  (re-exported: zoo.registry.PROJECT_ROOT)
 MODELS_PACKAGE = "zoo.models"
 _MODELS_DIR = Path(__file__).resolve().parent / "models"
 
@@ -59,7 +59,7 @@ class ModelEntry:
 
     @property
     def card_path(self) -> Path:
-        return PROJECT_ROOT / self.card
+        return card_folder(self.card)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -74,9 +74,9 @@ def register(name: str, *, card: str, hub_repo: str, summary: str = "", paper: s
     """Class decorator: ``@zoo.register("name", card="hub_cards/name", hub_repo="ORG/name")``."""
 
     def decorate(cls):
-        from .module import DenoiserModule
-
-        if not (isinstance(cls, type) and issubclass(cls, DenoiserModule)):
+        # by name, not by import: the contract (zoo.module) sits below the registry and the Hub
+        if not (isinstance(cls, type) and any(base.__module__ == "zoo.module" and base.__name__ == "DenoiserModule"
+                                              for base in cls.__mro__)):
             raise TypeError(f"@register({name!r}) must decorate a DenoiserModule subclass, not {cls!r}")
         known = _REGISTRY.get(name)
         if known is not None:

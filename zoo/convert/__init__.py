@@ -15,15 +15,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..model_folder import CONVERTED_RELEASES
 from .tf_bundle import BundleError, TensorBundle, bundle_prefix  # noqa: F401
 
 WEIGHTS_NAME = "model.safetensors"  # = zoo.hub.WEIGHTS_NAME, without importing torch for a check
 
 #: source releases this zoo knows, by the registered name their conversion serves
-SOURCES = {
-    "feature-loss-can": "germain2019",
-    "feature-loss-net-germain2019": "germain2019-lossnet",
-}
+SOURCES = CONVERTED_RELEASES
 
 
 def file_sha256(path) -> str:
@@ -104,7 +102,7 @@ def _add_source(out: Path, bundle: TensorBundle) -> dict:
 # ---- installing: the CLI's `zoo convert` ------------------------------------------------------
 
 #: the card folders that hold the committed config.json + README.md of each converted release
-CARDS_ROOT = Path(__file__).resolve().parent.parent.parent / "hub_cards"
+from ..paths import CARDS_ROOT  # noqa: E402
 
 
 class ConvertError(ValueError):

@@ -15,8 +15,6 @@
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import lightning as L
 import torch
 from torch import nn
@@ -159,21 +157,11 @@ class FeatureLossNetModule(L.LightningModule):
 
 
 def load_feature_loss_net(name_or_path: str = "feature-loss-net") -> FeatureLossNet:
-    """The pretrained loss network from its card folder (config.json + model.safetensors)."""
-    from safetensors.torch import load_file
+    """The pretrained loss network from its card (a folder, a bundled card name or a Hub id),
+    frozen: ``zoo.hub.load_component`` with the class it must be."""
+    from ..hub import load_component
 
-    from ..hub import read_config, verify_weights
-    from ..registry import PROJECT_ROOT
-
-    folder = Path(name_or_path)
-    if not folder.is_dir():
-        folder = PROJECT_ROOT / "hub_cards" / name_or_path
-    config = read_config(folder)
-    if config["architecture"] != "FeatureLossNet":
-        raise ValueError(f"{folder} holds a {config['architecture']}, not a FeatureLossNet")
-    net = FeatureLossNet(**config["init_args"])
-    net.load_state_dict(load_file(str(verify_weights(folder, config))))
-    return net.eval()
+    return load_component(name_or_path, FeatureLossNet)
 
 
 class DeepFeatureLoss(nn.Module):
