@@ -22,6 +22,7 @@ import torch
 
 from zoo.audio import AudioFileError
 from zoo.data.chime4 import Chime4
+from zoo.data.batch import check_batch
 from zoo.data.collate import DataLayoutError
 from zoo.data.files import DATA_ROOT
 
@@ -303,3 +304,78 @@ data:
     with pytest.raises(Exception, match="kind"):
         parser.parse_string(f"data: {{class_path: zoo.data.chime4.Chime4, "
                             f"init_args: {{root: {chime_tree}, kind: live}}}}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Stacked channels (for models that take several microphones at once)
+
+ALL_BUT_CH2 = [1, 3, 4, 5, 6]
+
+
+def test_stacked_channels_are_one_example_per_utterance(chime_tree, tmp_path):
+    data = module(chime_tree, tmp_path, channels=ALL_BUT_CH2, stack_channels=True, test_batch_size=2)
+    data.setup("test")
+    assert [e.name for e in data.examples["test"]] == [
+        f"{r['speaker']}_{r['wsj_name']}_{r['environment']}"
+        for r in json.loads((chime_tree / "data/annotations/et05_simu.json").read_text())]
+    batch = next(iter(data.test_dataloader()))
+    check_batch(batch, "a stacked CHiME-4 batch")
+    frames = batch["noisy"].shape[-1]
+    assert batch["noisy"].shape == (2, 5, frames) and batch["clean"].shape == batch["noise"].shape == (2, frames)
+    assert batch["channel"] == [ALL_BUT_CH2, ALL_BUT_CH2] and bool(batch["has_clean"].all())
+    name, environment, length = batch["name"][0], batch["environment"][0], int(batch["lengths"][0])
+    folder = f"et05_{environment}_simu"
+    for row, channel in enumerate(ALL_BUT_CH2):  # each row is its microphone's file, in the order asked for
+        wave, _ = sf.read(str(isolated(chime_tree, "isolated", folder, f"{name}.CH{channel}.wav")), dtype="float32")
+        assert length == wave.size and torch.equal(batch["noisy"][0, row, :length], torch.from_numpy(wave))
+    clean, _ = sf.read(str(isolated(chime_tree, "isolated_ext", folder, f"{name}.CH5.Clean.wav")), dtype="float32")
+    assert torch.equal(batch["clean"][0, :length], torch.from_numpy(clean))  # the reference microphone's
+    reference = batch["noisy"][:, ALL_BUT_CH2.index(5)]
+    assert (reference - batch["clean"] - batch["noise"]).abs().max() <= 1.5 * QUANTUM
+    assert not torch.equal(batch["noisy"][0, 0], batch["noisy"][0, 3])  # CH1 and CH5 differ
+
+
+def test_stacked_training_crops_start_at_the_same_sample_in_every_microphone(chime_tree, tmp_path):
+    data = module(chime_tree, tmp_path, channels=[5, 1], stack_channels=True, seed=2)
+    data.setup("fit")
+    crop = int(1.2 * RATE)
+    for batch in data.train_dataloader():
+        assert batch["noisy"].shape == (len(batch["name"]), 2, crop)
+        assert (batch["noisy"][:, 0] - batch["clean"] - batch["noise"]).abs().max() <= 1.5 * QUANTUM
+        for row, (name, environment) in enumerate(zip(batch["name"], batch["environment"])):
+            length = int(batch["lengths"][row])
+            files = [sf.read(str(isolated(chime_tree, "isolated", f"tr05_{environment}_simu", f"{name}.CH{c}.wav")),
+                             dtype="float32")[0] for c in (5, 1)]
+            starts = [s for s in range(files[0].size - length + 1)
+                      if np.array_equal(files[0][s:s + length], batch["noisy"][row, 0, :length].numpy())]
+            assert len(starts) == 1  # where CH5's crop lies in its file ...
+            assert np.array_equal(files[1][starts[0]:starts[0] + length], batch["noisy"][row, 1, :length].numpy())
+
+
+def test_stacked_real_recordings_and_a_failed_microphone(chime_copy, tmp_path):
+    data = module(chime_copy, tmp_path, kind="real", channels=ALL_BUT_CH2, stack_channels=True)
+    data.setup("test")
+    batch = next(iter(data.test_dataloader()))
+    assert set(batch) == {"noisy", "lengths", "has_clean", "name", "speaker", "environment", "channel"}
+    assert batch["noisy"].shape[:2] == (1, 5) and not bool(batch["has_clean"].any())
+    record = json.loads((chime_copy / "data/annotations/et05_real.json").read_text())[1]
+    utterance = f"{record['speaker']}_{record['wsj_name']}_{record['environment']}"
+    path = isolated(chime_copy, "isolated", f"et05_{record['environment'].lower()}_real/{utterance}.CH3.wav")
+    sf.write(str(path), np.zeros(sf.info(str(path)).frames, np.float32), RATE, subtype="PCM_16")
+    again = module(chime_copy, tmp_path, kind="real", channels=ALL_BUT_CH2, stack_channels=True)
+    with pytest.warns(UserWarning) as record:
+        again.setup("test")
+    assert (f"CHiME-4 et05_real: skipped 1 of 4 utterances without every microphone of channels=[1, 3, 4, 5, 6] "
+            f"(reference CH5) usable, e.g. {utterance}") in [str(w.message) for w in record]
+    assert len(again.examples["test"]) == 3 and utterance not in again.microphones
+    # CH2 was never read: a broken CH2 file does not matter when it is left out
+    path.with_name(f"{utterance}.CH2.wav").write_bytes(b"")
+    module(chime_copy, tmp_path, kind="real", channels=[1, 5], stack_channels=True).setup("test")
+
+
+def test_stacking_needs_several_microphones_and_a_real_reference(chime_tree):
+    with pytest.raises(ValueError, match=r"stack_channels stacks several microphones into one example, got "
+                                         r"channels=\[5\]: give two or more"):
+        Chime4(str(chime_tree), stack_channels=True)
+    with pytest.raises(ValueError, match="reference_channel must be a microphone among 1..6"):
+        Chime4(str(chime_tree), channels=[1, 5], stack_channels=True, reference_channel=0)

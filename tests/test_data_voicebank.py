@@ -406,12 +406,16 @@ def test_the_papers_voicebank_recipe_trains_on_the_official_layout(name, tree48k
     import yaml
 
     root = Path(__file__).resolve().parent.parent
+    from zoo.data.from_config import data_block
+
     recipe = yaml.safe_load((root / f"recipes/{name}/voicebank.yaml").read_text())
-    assert recipe["model"]["init_args"]["lr"] == 1e-4 and recipe["data"]["init_args"]["batch_size"] == 1
-    assert recipe["data"]["init_args"]["crop_seconds"] is None and recipe["trainer"]["max_epochs"] == 320
+    data = data_block(root / f"recipes/{name}/voicebank.yaml")  # the model recipe names its data block
+    assert recipe["model"]["init_args"]["lr"] == 1e-4 and data["init_args"]["batch_size"] == 1
+    assert data["init_args"]["crop_seconds"] is None and recipe["trainer"]["max_epochs"] == 320
     env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
     result = subprocess.run([
-        sys.executable, "-m", "zoo.cli", "fit", "--config", f"recipes/{name}/voicebank.yaml",
+        sys.executable, "-m", "zoo.cli", "fit", "--config", "recipes/data/voicebank.yaml",
+        "--config", f"recipes/{name}/voicebank.yaml",
         "--data.init_args.root", str(tree48k), "--data.init_args.cache_dir", str(tmp_path / "cache"),
         "--data.init_args.num_workers", "0",
         "--model.init_args.width", "4", "--model.init_args.dilations", "[1, 2, 1]",

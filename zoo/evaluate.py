@@ -5,6 +5,12 @@ DeepFilterNet3, or ``noisy`` for the unprocessed input) enhances the noisy file 
 same ``enhance`` path users call, and the result is scored against the clean reference with
 ``zoo.metrics.score_file_pair``. Files run in parallel processes (PESQ is slow).
 
+Multichannel noisy input (a microphone array; the clean reference is mono): a system that takes
+that many channels at once (``input_channels``) gets all of them; the unprocessed input and the
+systems that take one channel are given the reference channel (``reference_channel``, 1 = the
+first), as CHiME-4 scores single-channel systems on its reference microphone. The summary
+states the rule it used. Any other channel count is refused (:class:`EvaluationInputError`).
+
 The feature-loss paper's analysis (sec. IV-C, Figs. 1 and 2) is built in: the files are split
 into 8 tranches of equal size by the octiles of the noisy input's composite background score
 (CBAK), tranche 1 being the hardest, and every measure is averaged per tranche.
@@ -31,6 +37,11 @@ N_TRANCHES = 8
 TRANCHE_MEASURE = "cbak"
 
 _systems: dict = {}
+_reference: dict = {"channel": 1}
+
+
+class EvaluationInputError(ValueError):
+    """Pairs a system cannot be scored on (rates or channels); the message says what to change."""
 
 
 def load_system(name: str):
@@ -73,10 +84,50 @@ def system_source(name: str, system) -> dict:
     return info
 
 
-def _init_worker(names: list[str], threads: int) -> None:
+def input_channels(system) -> int:
+    """Channels a system takes at once: 1 for the unprocessed input, peers and mono models."""
+    return 1 if system is None else int(getattr(system, "input_channels", 1))
+
+
+def check_channels(pairs: list[PairedFile], systems: dict, reference_channel: int) -> list[int]:
+    """Refuse, before any scoring, pairs whose channels a system cannot be scored on; returns the
+    noisy files' channel counts (sorted, once each). Reads file headers only."""
+    counts = set()
+    for pair in pairs:
+        noisy, clean = (_channels_of(path) for path in (pair.noisy, pair.clean))
+        if clean != 1:
+            raise EvaluationInputError(f"{pair.name}: the clean reference {pair.clean} has {clean} channels; "
+                                       "evaluation scores against one clean channel: pass mono references")
+        counts.add(noisy)
+    multichannel = sorted(c for c in counts if c > 1)
+    for count in multichannel:
+        if not 1 <= reference_channel <= count:
+            raise EvaluationInputError(f"reference channel {reference_channel} does not exist in {count}-channel "
+                                       f"noisy files: choose one of 1..{count}")
+    for name, system in systems.items():
+        k = input_channels(system)
+        wrong = sorted(c for c in counts if c != k) if k > 1 else []
+        if wrong:
+            raise EvaluationInputError(
+                f"{name} takes {k} channels at once (input_channels={k}), but the data has {wrong[0]}-channel noisy "
+                f"files: score it on {k}-channel recordings of the same array")
+    return sorted(counts)
+
+
+def _channels_of(path) -> int:
+    import soundfile as sf
+
+    try:
+        return sf.info(str(path)).channels
+    except (sf.LibsndfileError, RuntimeError) as error:
+        raise EvaluationInputError(f"{path} could not be read as audio ({error})") from error
+
+
+def _init_worker(names: list[str], threads: int, reference_channel: int = 1) -> None:
     import torch
 
     torch.set_num_threads(threads)
+    _reference["channel"] = reference_channel
     for name in names:
         _systems[name] = load_system(name)
 
@@ -90,12 +141,16 @@ def _score_pair(pair: PairedFile) -> tuple[list[dict], list[str]]:
         noisy, rate = read_audio(pair.noisy)
         clean, clean_rate = read_audio(pair.clean)
         if clean_rate != rate:
-            raise ValueError(f"{pair.name}: noisy at {rate} Hz but clean at {clean_rate} Hz")
-        if noisy.shape[0] != 1 or clean.shape[0] != 1:
-            raise ValueError(f"{pair.name}: evaluation needs mono files, got {noisy.shape[0]} channels")
+            raise EvaluationInputError(f"{pair.name}: noisy at {rate} Hz but clean at {clean_rate} Hz")
+        reference = noisy[_reference["channel"] - 1:_reference["channel"]] if noisy.shape[0] > 1 else noisy
         rows = []
         for name, system in _systems.items():
-            enhanced = noisy if system is None else system.enhance(noisy, rate)
+            if system is None:
+                enhanced = reference
+            elif input_channels(system) > 1:  # [K, T] in, mono [T] out
+                enhanced = system.enhance(noisy, rate)[None]
+            else:
+                enhanced = system.enhance(reference, rate)
             rows.append({"file": pair.name, "system": name, **score_file_pair(enhanced[0], clean[0], rate)})
     notes = [f"{pair.name}: {w.message}" for w in caught]
     return rows, notes
@@ -108,6 +163,8 @@ class Evaluation:
     rows: list[dict]
     notes: list[str] = field(default_factory=list)
     sources: dict[str, dict] = field(default_factory=dict)  # system -> system_source()
+    #: how multichannel noisy files were scored (None: the noisy files are mono)
+    channels: dict | None = None
 
     @property
     def measures(self) -> list[str]:
@@ -134,27 +191,40 @@ class Evaluation:
 
     def summary(self) -> dict:
         return {"data": self.data, "files": len({r["file"] for r in self.rows}), "systems": self.means(),
-                "sources": self.sources,
+                "sources": self.sources, **({"channels": self.channels} if self.channels else {}),
                 "tranches": {"measure": TRANCHE_MEASURE + " of the noisy input", "edges": self.tranche_edges(),
                              "means": self.tranche_means()},
                 "notes": _summarise_notes(self.notes)}
 
 
 def evaluate(systems: list[str], data: str, workers: int | None = None, limit: int | None = None,
-             progress: bool = True) -> Evaluation:
-    """Score every system on every pair of ``data`` (a spec, see ``zoo.data.pairs``)."""
+             progress: bool = True, reference_channel: int = 1) -> Evaluation:
+    """Score every system on every pair of ``data`` (a spec, see ``zoo.data.pairs``).
+
+    ``reference_channel`` (1 = the first): for multichannel noisy files, the channel the
+    unprocessed input and single-channel systems are scored on; systems that take all the
+    channels at once (``input_channels``) get all of them."""
     pairs = paired_files(data)[:limit]
     names = [NOISY] + [s for s in systems if s != NOISY]
     # fail fast, in this process, on unknown names or broken checkpoints; and say which weights are scored
-    sources = {name: system_source(name, load_system(name)) for name in names}
+    loaded = {name: load_system(name) for name in names}
+    sources = {name: system_source(name, system) for name, system in loaded.items()}
+    counts = check_channels(pairs, loaded, reference_channel)
+    channels = None
+    if max(counts, default=1) > 1:
+        channels = {"noisy": counts, "reference_channel": reference_channel,
+                    "rule": f"the unprocessed input and single-channel systems are scored on channel "
+                            f"{reference_channel} of the noisy files; "
+                            + (", ".join(f"{name} takes all {input_channels(s)}" for name, s in loaded.items()
+                                         if input_channels(s) > 1) or "no system takes several channels")}
     workers = max(1, min(workers or os.cpu_count() or 1, len(pairs)))
     rows, notes = [], []
-    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(names, 1)) as pool:
+    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(names, 1, reference_channel)) as pool:
         for file_rows, file_notes in tqdm(pool.map(_score_pair, pairs), total=len(pairs), unit="file",
                                           desc="evaluate", disable=not progress):
             rows += file_rows
             notes += file_notes
-    evaluation = Evaluation(data, names, rows, notes, sources)
+    evaluation = Evaluation(data, names, rows, notes, sources, channels)
     evaluation.assign_tranches()
     return evaluation
 
@@ -187,6 +257,8 @@ MEASURE_TITLES = {"pesq_wb": "PESQ-wb", "pesq_nb": "PESQ-nb", "stoi": "STOI", "e
 def markdown_summary(summary: dict) -> str:
     measures = [m for m in MEASURE_TITLES if m in next(iter(summary["systems"].values()))]
     lines = [f"# Evaluation on {summary['data']} ({summary['files']} files)", "",
+             *([f"Multichannel noisy input ({', '.join(map(str, summary['channels']['noisy']))} channels): "
+                f"{summary['channels']['rule']}.", ""] if summary.get("channels") else []),
              "| system | " + " | ".join(MEASURE_TITLES[m] for m in measures) + " |",
              "|---|" + "---|" * len(measures)]
     for system, means in summary["systems"].items():

@@ -19,14 +19,24 @@ for test and predict only (batches without "clean").
 
 Several ``channels`` are separate examples (``F01_22GC010A_BUS.CH5``, ``...CH1``), each a
 [T] waveform, so batches keep the zoo's [B, T] contract; ``"channel"`` says which microphone.
+With ``stack_channels=True`` they are one example per utterance instead, for models that take
+several microphones at once (``input_channels``): ``"noisy"`` [K, T] (the channels in the order
+asked for), and ``"clean"`` / ``"noise"`` [T] of the ``reference_channel`` (CH5 by default, the
+reference microphone of the CHiME-4 baseline). CHiME-4 practice leaves out CH2, the microphone on
+the back of the tablet that faces away from the speaker: ``channels=[1, 3, 4, 5, 6]``.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import warnings
 from pathlib import Path
 from typing import Literal
 
-from .collate import DataLayoutError, Example, FileExamplesDataModule, build_examples, splits_for
+import torch
+from torch.utils.data import Dataset
+
+from .collate import DataLayoutError, Example, ExampleDataset, FileExamplesDataModule, build_examples, splits_for
 
 ENVIRONMENTS = ("bus", "caf", "ped", "str")
 MICROPHONES = range(1, 7)  # CH1..CH6 on the tablet; CH0 (close-talk, real data only) is no far-field channel
@@ -40,8 +50,8 @@ LAYOUT = ("ROOT/data/annotations/{tr05,dt05,et05}_{simu,real}.json, "
 
 class Chime4(FileExamplesDataModule):
     """CHiME-4 isolated utterances; batches ``{"noisy": [B, T], "clean": [B, T], "noise": [B, T],
-    "lengths": [B], "name", "speaker", "environment", "channel": [...]}`` ("clean" and "noise"
-    only for simulated data).
+    "lengths": [B], "has_clean": [B], "name", "speaker", "environment", "channel": [...]}`` ("clean"
+    and "noise" only for simulated data); ``"noisy"`` is [B, K, T] with ``stack_channels``.
 
     Args:
         root: the CHiME-4 folder (holding ``data/``) or its ``data/`` folder; relative paths are
@@ -49,7 +59,12 @@ class Chime4(FileExamplesDataModule):
         kind: ``"simu"`` (simulated: clean and noise known; fit, validate, test) or ``"real"``
             (recorded: noisy only; test and predict).
         channels: microphones 1..6 (default CH5, the 1-channel track's usual choice); each
-            selected channel of an utterance is a separate example.
+            selected channel of an utterance is a separate example, unless ``stack_channels``.
+        stack_channels: one example per utterance whose ``"noisy"`` stacks the ``channels`` [K, T]
+            (at least two), for a model with ``input_channels`` = K. ``[1, 3, 4, 5, 6]`` leaves out
+            CH2 (it faces away from the speaker), as CHiME-4 systems usually do.
+        reference_channel: with ``stack_channels``, the microphone whose clean speech and noise
+            are the example's ``"clean"`` and ``"noise"`` (default CH5, the baseline's reference).
         environments: subset of ``bus``, ``caf``, ``ped``, ``str``.
         test_split: ``"et05"`` (evaluation set, default) or ``"dt05"``; also used by predict.
         sample_rate: rate of every batch; the 16 kHz files are resampled once into
@@ -62,7 +77,7 @@ class Chime4(FileExamplesDataModule):
                  environments: tuple[str, ...] = ENVIRONMENTS, test_split: Literal["dt05", "et05"] = "et05",
                  sample_rate: int = 16000, crop_seconds: float | None = 2.0, val_crop_seconds: float | None = None,
                  batch_size: int = 8, test_batch_size: int = 1, num_workers: int = 0, seed: int = 0,
-                 cache_dir: str | None = None):
+                 cache_dir: str | None = None, stack_channels: bool = False, reference_channel: int = 5):
         super().__init__()
         if kind not in ("simu", "real"):
             raise ValueError(f"kind must be 'simu' (simulated) or 'real' (recorded), not {kind!r}")
@@ -72,12 +87,20 @@ class Chime4(FileExamplesDataModule):
         if not channels or any(c not in MICROPHONES for c in channels) or len(set(channels)) < len(channels):
             raise ValueError(f"channels must be distinct microphones among 1..6 (CH5 is the usual single "
                              f"channel; CH0 is the close-talk microphone, not the array), got {channels}")
+        if stack_channels and len(channels) < 2:
+            raise ValueError(f"stack_channels stacks several microphones into one example, got channels={channels}: "
+                             "give two or more (e.g. [1, 3, 4, 5, 6], all but CH2), or stack_channels=False")
+        if reference_channel not in MICROPHONES:
+            raise ValueError(f"reference_channel must be a microphone among 1..6 (CH5 is the CHiME-4 baseline's), "
+                             f"got {reference_channel}")
         unknown = sorted({str(e).lower() for e in environments} - set(ENVIRONMENTS))
         if unknown or not environments:
             raise ValueError(f"environments must be a non-empty subset of {list(ENVIRONMENTS)}, "
                              f"got {list(environments)}")
         self.save_hyperparameters()
         self._init_files()
+        #: with stack_channels: each utterance's microphone files, in the order of ``channels``
+        self.microphones: dict[str, list[Path]] = {}
 
     # ---- Lightning hooks ------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -122,13 +145,15 @@ class Chime4(FileExamplesDataModule):
                     raise DataLayoutError(f"CHiME-4 folder {folder} is missing, but {name}.json lists "
                                           f"{environment} utterances. Expected the official layout: {LAYOUT}")
         candidates = []
+        # stacked: every microphone asked for, and the reference's clean speech and noise
+        wanted = sorted(set(hp.channels) | {hp.reference_channel}) if hp.stack_channels else hp.channels
         for speaker, wsj_name, environment in records:
             utterance = f"{speaker}_{wsj_name}_{environment.upper()}"
             folder = f"{set_name}_{environment}_{hp.kind}"
-            for channel in hp.channels:
+            for channel in wanted:
                 stem = f"{utterance}.CH{channel}"
                 parts = {"noisy": isolated / folder / f"{stem}.wav"}
-                if hp.kind == "simu":
+                if hp.kind == "simu" and (not hp.stack_channels or channel == hp.reference_channel):
                     parts.update(clean=extended / folder / f"{stem}.Clean.wav",
                                  noise=extended / folder / f"{stem}.Noise.wav")
                 candidates.append(Example(stem, meta={"speaker": speaker, "environment": environment,
@@ -137,7 +162,63 @@ class Chime4(FileExamplesDataModule):
             raise DataLayoutError(f"{data / 'annotations' / name}.json lists no utterances in the environments "
                                   f"{environments}")
         _check_files(candidates, data, name)
-        return build_examples(candidates, hp.sample_rate, self.cache_dir, what=f"CHiME-4 {name}")
+        examples = build_examples(candidates, hp.sample_rate, self.cache_dir, what=f"CHiME-4 {name}")
+        return self._stacked(examples, f"CHiME-4 {name}") if hp.stack_channels else examples
+
+    def _stacked(self, examples: list[Example], what: str) -> list[Example]:
+        """One example per utterance (the reference microphone's, cut to the shortest microphone),
+        its microphones' files in ``self.microphones``; utterances missing a usable one are skipped."""
+        hp = self.hparams
+        by_utterance: dict[str, dict[int, Example]] = {}
+        for example in examples:
+            by_utterance.setdefault(example.name.rsplit(".CH", 1)[0], {})[example.meta["channel"]] = example
+        stacked, incomplete = [], []
+        for utterance, found in by_utterance.items():
+            if not set(hp.channels) | {hp.reference_channel} <= set(found):
+                incomplete.append(utterance)
+                continue
+            reference = found[hp.reference_channel]
+            self.microphones[utterance] = [found[c].noisy for c in hp.channels]
+            stacked.append(dataclasses.replace(reference, name=utterance,
+                                               frames=min(e.frames for e in found.values()),
+                                               meta={**reference.meta, "channel": list(hp.channels)}))
+        if incomplete:
+            warnings.warn(f"{what}: skipped {len(incomplete)} of {len(by_utterance)} utterances without every "
+                          f"microphone of channels={list(hp.channels)} (reference CH{hp.reference_channel}) usable, "
+                          f"e.g. {incomplete[0]}", stacklevel=3)
+        if not stacked:
+            raise DataLayoutError(f"{what}: no utterance has every microphone of channels={list(hp.channels)} usable")
+        return stacked
+
+    def _loader(self, dataset, batch_size: int, sampler=None):
+        if self.hparams.stack_channels:
+            dataset = StackedMicrophones(dataset, self.microphones)
+        return super()._loader(dataset, batch_size, sampler)
+
+
+class StackedMicrophones(Dataset):
+    """Items of ``reference`` (an :class:`~zoo.data.collate.ExampleDataset` of one example per
+    utterance) whose ``"noisy"`` is the utterance's microphones stacked, [K, T].
+
+    Each microphone is read by its own ``ExampleDataset`` over the same names, lengths, crop and
+    seed, so its random crop starts at the same sample as the reference's (the offset depends on
+    the seed, the epoch, the index and the length only): the channels stay time-aligned."""
+
+    def __init__(self, reference: ExampleDataset, microphones: dict[str, list[Path]]):
+        self.reference = reference
+        count = len(microphones[reference.examples[0].name]) if reference.examples else 0
+        self.channels = [
+            ExampleDataset([dataclasses.replace(e, noisy=microphones[e.name][k], clean=None, noise=None)
+                            for e in reference.examples], reference.crop_frames, reference.seed)
+            for k in range(count)]
+
+    def __len__(self) -> int:
+        return len(self.reference)
+
+    def __getitem__(self, key: int) -> dict:
+        item = self.reference[key]
+        item["noisy"] = torch.stack([channel[key]["noisy"] for channel in self.channels])
+        return item
 
 
 def _annotations(path: Path) -> list[tuple[str, str, str]]:

@@ -1,6 +1,6 @@
 """Write a recipe's validation mixtures to folders, so ``zoo eval`` can score runs on them.
 
-    python -m zoo.data.write_mixtures recipes/feature-loss-can/shared-data.yaml OUT [--count 100]
+    python -m zoo.data.write_mixtures recipes/data/shared-data.yaml OUT [--count 100]
     zoo eval --data folders:OUT/noisy:OUT/clean -m noisy -m ./card-a -m ./card-b
 
 The data block of a recipe or of a run's resolved ``config.yaml`` is built as ``zoo fit`` builds

@@ -137,7 +137,7 @@ class ContextAggregationNetwork(nn.Module):
     def forward_with_input_statistics(self, wave: torch.Tensor) -> torch.Tensor:
         """The network as the authors' TensorFlow inference runs it, whatever ``normalization`` it
         was built with: every layer normalised with the statistics of ``wave`` (each row its
-        own); running statistics are left untouched. ``benchmarks/norm_statistics.py`` compares
+        own); running statistics are left untouched. ``benchmarks/diagnostics/norm_statistics.py`` compares
         it with the folded running statistics of the zoo's CPU-trained weights."""
         x = wave.unsqueeze(1) * self.wave_scale
         with _frozen_running_statistics(self):
@@ -387,6 +387,16 @@ class CANDenoiserBase(DenoiserModule):
         if statistics is None:
             return WholeSignalStream(self._forward_eval)
         return OverlapStream(lambda wave: self._forward_eval(wave, statistics), self.context_samples)
+
+    @property
+    def width(self) -> int:
+        """W, the channels of every hidden layer (sec. II-A); ``zoo.train.StartFrom`` records it."""
+        return self.network.body[0].out_channels
+
+    def widen_to(self, width: int) -> None:
+        """Grow to ``width`` channels with the same output (Net2WiderNet,
+        :meth:`ContextAggregationNetwork.widened`), for ``zoo.train.StartFrom(widen=True)``."""
+        self.network = self.network.widened(width)
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
