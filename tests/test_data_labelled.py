@@ -161,5 +161,7 @@ def test_the_paper_recipe_runs_once_given_the_labels_files(dcase_tree, tagging_t
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     checkpoint = next((tmp_path / "lightning_logs").glob("version_*/checkpoints/last.ckpt"))
-    state = torch.load(checkpoint, weights_only=True)["state_dict"]
+    from zoo.checkpoint_io import load_checkpoint
+
+    state = load_checkpoint(checkpoint)["state_dict"]
     assert state["net.heads.0.weight"].shape[0] == 4 and state["net.heads.1.weight"].shape[0] == 2

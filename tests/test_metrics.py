@@ -436,6 +436,26 @@ def test_nan_and_infinite_inputs_raise_a_clear_error(speech):
         segmental_snr(noisy[:500], clean[:500], RATE)
     with pytest.raises(ValueError, match="sample_rate must be a positive whole number"):
         score_file_pair(noisy, clean, 0)
+    # the zoo's one sample-rate check (zoo.audio), with the range enhance accepts
+    with pytest.raises(ValueError, match="sample_rate 100 Hz is outside the accepted range 1,000 to 384,000 Hz"):
+        segmental_snr(noisy, clean, 100)
+
+
+def test_measures_frame_and_resample_with_the_zoo_front_end(speech):
+    """Loizou's frames are the front-end's (no centring, no padding, the last frame left out), and
+    the measures' NumPy resampling is zoo.audio.resample, the torch one, to the sample."""
+    from zoo.audio import resample
+    from zoo.frontends.stft import frames
+    from zoo.metrics._signals import frames as measure_frames
+
+    noisy, clean = speech
+    count = (clean.size - 480) // 120
+    framed = measure_frames(clean, 480, 120, count, "segmental SNR")
+    assert framed.shape == (count, 480) and np.array_equal(framed[5], clean[600:1080])
+    assert np.array_equal(framed, frames(clean, 480, 120, center=False, tail="drop")[:-1])
+    down = resample(clean, RATE, 8000)
+    assert isinstance(down, np.ndarray) and down.dtype == np.float64 and down.shape == (-(-clean.size // 2),)
+    assert np.array_equal(down, AF.resample(torch.from_numpy(clean), RATE, 8000).numpy())
 
 
 # --- (d) the reference numbers of the whole subset ---------------------------------------------

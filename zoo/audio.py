@@ -167,6 +167,9 @@ def warn_if_clipped(tensor: torch.Tensor, *, name: str = "wave", threshold: floa
 
 
 def check_sample_rate(sample_rate) -> int:
+    """``sample_rate`` as an int of Hz, or an :class:`AudioError` (a ``ValueError``) saying what to
+    pass: a positive whole number (``16000.0`` is accepted) within ``MIN_SAMPLE_RATE`` ..
+    ``MAX_SAMPLE_RATE``. The one check of the zoo: ``enhance``, the data layer and the measures."""
     if isinstance(sample_rate, float) and sample_rate.is_integer():
         sample_rate = int(sample_rate)
     if not isinstance(sample_rate, (int, np.integer)) or isinstance(sample_rate, bool) or sample_rate <= 0:
@@ -181,11 +184,15 @@ def check_sample_rate(sample_rate) -> int:
     return int(sample_rate)
 
 
-def resample(wave: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
-    """Band-limited sinc resampling (torchaudio); identity when the rates match."""
+def resample(wave, orig_sr: int, new_sr: int):
+    """Band-limited sinc resampling along the last axis (``torchaudio.functional.resample`` with
+    its defaults); ``wave`` itself when the rates match. Torch in, torch out; a NumPy array in,
+    a NumPy array of the same dtype out (the measures and the data layer compute on NumPy)."""
     if orig_sr == new_sr:
         return wave
-    return AF.resample(wave, orig_sr, new_sr)
+    if isinstance(wave, torch.Tensor):
+        return AF.resample(wave, orig_sr, new_sr)
+    return AF.resample(torch.from_numpy(np.ascontiguousarray(wave)), orig_sr, new_sr).numpy()
 
 
 def resample_context(orig_sr: int, new_sr: int) -> int:

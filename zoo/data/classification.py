@@ -62,7 +62,8 @@ class ClassificationClips(Dataset):
         else:
             wave = torch.zeros(self.crop)
             if rng.random() < 0.5:
-                speech = read_crop(self.speech[rng.integers(len(self.speech))], self.crop, 16000, rng)
+                speech = torch.from_numpy(read_crop(self.speech[rng.integers(len(self.speech))], self.crop, 16000, rng,
+                                                    pad="end"))
                 wave += speech / speech.abs().max().clamp_min(1e-4) * 0.5
                 target[0] = 1.0
             for which in rng.choice(len(self.noises), size=int(rng.integers(0, 3)), replace=False):

@@ -1,14 +1,14 @@
 """Finding audio files and reading random crops of them."""
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import torch
 
-from ..audio import resample
+from ..audio import AudioFileError, open_audio, resample
 from ..paths import PROJECT_ROOT
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".aiff", ".aif"}
@@ -69,27 +69,82 @@ def audio_files(paths, root=None) -> list[Path]:
     return found
 
 
-def read_crop(path: Path, frames: int, sample_rate: int, rng: np.random.Generator) -> torch.Tensor:
-    """A random mono crop of ``frames`` samples at ``sample_rate`` (zero-padded if the file is short)."""
-    info = sf.info(str(path))
-    native = int(round(frames * info.samplerate / sample_rate))
-    start = int(rng.integers(0, max(1, info.frames - native + 1)))
-    data, rate = sf.read(str(path), start=start, frames=native, dtype="float32", always_2d=True)
-    wave = resample(torch.from_numpy(data.mean(axis=1)), rate, sample_rate)
-    if wave.shape[-1] < frames:
-        wave = torch.nn.functional.pad(wave, (0, frames - wave.shape[-1]))
-    return wave[:frames]
+#: where read_crop puts the zeros when a file is shorter than the crop
+CROP_PADDING = ("random", "end")
 
 
-def read_looped(path: Path, frames: int, sample_rate: int, rng: np.random.Generator) -> torch.Tensor:
-    """A random crop that loops the file when it is shorter than ``frames`` (for scarce noise)."""
-    wave = read_crop(path, frames, sample_rate, rng)
-    info = sf.info(str(path))
-    native_length = int(info.frames * sample_rate / info.samplerate)
-    if native_length < frames:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-        whole = resample(torch.from_numpy(data.mean(axis=1)), rate, sample_rate)
-        repeats = -(-frames // whole.shape[-1]) + 1
-        offset = int(rng.integers(0, whole.shape[-1]))
-        wave = whole.repeat(repeats)[offset:offset + frames]
+def _file_info(source) -> tuple[str, int, int]:
+    """``(path, frames, sample_rate)`` of a path, or of a scanned file (``zoo.data.mixtures.AudioFile``
+    or anything with ``path``, ``frames`` and ``sample_rate``) without opening it again."""
+    if all(hasattr(source, name) for name in ("path", "frames", "sample_rate")):
+        return str(source.path), int(source.frames), int(source.sample_rate)
+    with open_audio(source) as handle:  # missing, empty, unreadable: errors that name the file
+        return str(source), handle.frames, handle.samplerate
+
+
+def _read(path: str, start: int, frames: int) -> np.ndarray:
+    """``frames`` samples from ``start``, float32, channels averaged to mono."""
+    try:
+        data, _ = sf.read(path, start=start, frames=frames, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError) as error:
+        raise AudioFileError(f"{path} could not be read ({error}); check that it is a complete audio file, "
+                             "or remove it from the data") from error
+    return data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+
+
+def read_crop(source, frames: int, sample_rate: int, rng: np.random.Generator, *, pad: str = "random") -> np.ndarray:
+    """A random crop of ``frames`` samples at ``sample_rate``, float32 mono (channels averaged).
+
+    ``source``: a path or a scanned ``AudioFile``. Only the crop is read (its start uniform over
+    the file), and resampled only if the file's rate differs. A file shorter than the crop is
+    zero-padded: at a random place (``pad="random"``, one more draw from ``rng``: the training
+    mixtures, so that speech is not always at the start) or at the end (``pad="end"``, no draw:
+    the fixed held-out set and the classification tasks, which were built that way)."""
+    if pad not in CROP_PADDING:
+        raise ValueError(f"pad must be one of {', '.join(map(repr, CROP_PADDING))}, got {pad!r}")
+    path, total, rate = _file_info(source)
+    native = frames if rate == sample_rate else math.ceil(frames * rate / sample_rate)
+    start = int(rng.integers(0, max(0, total - native) + 1))
+    wave = _read(path, start, native)
+    if rate != sample_rate:
+        wave = resample(wave, rate, sample_rate)
+    wave = wave[:frames]
+    if len(wave) < frames:
+        before = int(rng.integers(0, frames - len(wave) + 1)) if pad == "random" else 0
+        wave = np.pad(wave, (before, frames - len(wave) - before))
     return wave
+
+
+def read_whole(source, sample_rate: int) -> np.ndarray:
+    """All of a file at ``sample_rate``, float32 mono."""
+    path, total, rate = _file_info(source)
+    wave = _read(path, 0, total)
+    return wave if rate == sample_rate else resample(wave, rate, sample_rate)
+
+
+class WholeFiles:
+    """Whole files at the target rate, kept in memory once read (noises shorter than a crop)."""
+
+    def __init__(self, sample_rate: int):
+        self.sample_rate, self.cache = sample_rate, {}
+
+    def __call__(self, source) -> np.ndarray:
+        key = str(getattr(source, "path", source))
+        wave = self.cache.get(key)
+        if wave is None:
+            wave = self.cache[key] = read_whole(source, self.sample_rate)
+        return wave
+
+
+def read_looped(source, frames: int, sample_rate: int, rng: np.random.Generator, whole: WholeFiles | None = None,
+                *, pad: str = "random") -> np.ndarray:
+    """A random crop of ``frames`` samples that loops the file when it is shorter than that (scarce
+    noise): the whole file from a random offset, wrapped around its end as often as needed.
+    ``whole``: a cache of whole files. A file at least ``frames`` long is read as :func:`read_crop`
+    does (with ``pad``)."""
+    path, total, rate = _file_info(source)
+    if (total if rate == sample_rate else total * sample_rate // rate) >= frames:
+        return read_crop(source, frames, sample_rate, rng, pad=pad)
+    wave = (whole or WholeFiles(sample_rate))(source)
+    offset = int(rng.integers(0, len(wave)))
+    return wave[(offset + np.arange(frames)) % len(wave)]

@@ -41,12 +41,12 @@ def build_heldout_set(out, n_files: int = 48, seconds: float = 4.0, sample_rate:
     for i in range(n_files):
         speech_file = speech[i % len(speech)] if i < len(speech) else speech[rng.integers(len(speech))]
         for _ in range(20):  # a crop with speech in it
-            clean = read_crop(speech_file, frames, sample_rate, rng)
+            clean = torch.from_numpy(read_crop(speech_file, frames, sample_rate, rng, pad="end"))
             if clean.pow(2).mean() > 1e-5:
                 break
         noise_file = noise[i % len(noise)]
         snr = SNRS_DB[i % len(SNRS_DB)]
-        interference = read_looped(noise_file, frames, sample_rate, rng)
+        interference = torch.from_numpy(read_looped(noise_file, frames, sample_rate, rng, pad="end"))
         interference = interference * torch.sqrt(clean.pow(2).mean() / (interference.pow(2).mean() * 10 ** (snr / 10)))
         noisy = clean + interference
         scale = min(1.0, 0.9 / float(noisy.abs().max()))

@@ -99,7 +99,7 @@ class LabelledClips(Dataset):
         task_index = index % len(self.tasks)
         task = self.tasks[task_index]
         which = int(rng.integers(len(task.clips)))
-        wave = read_looped(task.clips[which][0], self.crop, self.sample_rate, rng)
+        wave = torch.from_numpy(read_looped(task.clips[which][0], self.crop, self.sample_rate, rng, pad="end"))
         target = torch.zeros(self.width)
         target[task.targets[which]] = 1.0
         return {"wave": wave, "task": task_index, "target": target}

@@ -54,9 +54,10 @@ import soundfile as sf
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..audio import AudioFileError, open_audio, resample
+from ..audio import AudioFileError, open_audio
 from .collate import EpochShuffle
-from .files import DataPathError, audio_files, path_list, resolve_data_path
+from .files import (DataPathError, WholeFiles, audio_files, path_list, read_crop, read_looped, read_whole,
+                    resolve_data_path)
 from .noises import (BABBLE_SPEECH, BABBLE_TALKERS, GENERATED_NOISES, GENERATED_PREFIX, active_level, babble_noise,
                      brown_noise, level_normalised, magnitude_sum, pink_noise, speech_shaped_noise, tilt_spectrum,
                      white_noise)
@@ -164,59 +165,8 @@ def find_audio(entries, root, role: str, max_files: int | None = None) -> list[P
     return [path.resolve() for path in found[:max_files]]
 
 
-def _read(file: AudioFile, start: int, frames: int) -> np.ndarray:
-    try:
-        data, _ = sf.read(file.path, start=start, frames=frames, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, OSError) as error:
-        raise AudioFileError(f"{file.path} could not be read ({error}); check that it is a complete audio file, "
-                             "or remove it from the data") from error
-    return data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
-
-
-def read_crop(file: AudioFile, frames: int, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
-    """A random crop of ``frames`` samples at ``sample_rate``, float32 mono; a file shorter than
-    that is zero-padded at a random place. Only the crop is read; resampled only if the file's
-    rate differs."""
-    native = frames if file.sample_rate == sample_rate else math.ceil(frames * file.sample_rate / sample_rate)
-    start = int(rng.integers(0, max(0, file.frames - native) + 1))
-    wave = _read(file, start, native)
-    if file.sample_rate != sample_rate:
-        wave = resample(torch.from_numpy(wave), file.sample_rate, sample_rate).numpy()
-    wave = wave[:frames]
-    if len(wave) < frames:
-        before = int(rng.integers(0, frames - len(wave) + 1))
-        wave = np.pad(wave, (before, frames - len(wave) - before))
-    return wave
-
-
-def read_whole(file: AudioFile, sample_rate: int) -> np.ndarray:
-    wave = _read(file, 0, file.frames)
-    if file.sample_rate != sample_rate:
-        wave = resample(torch.from_numpy(wave), file.sample_rate, sample_rate).numpy()
-    return wave
-
-
-class _WholeFiles:
-    """Whole files at the target rate, kept in memory once read (noises shorter than a crop)."""
-
-    def __init__(self, sample_rate: int):
-        self.sample_rate, self.cache = sample_rate, {}
-
-    def __call__(self, file: AudioFile) -> np.ndarray:
-        wave = self.cache.get(file.path)
-        if wave is None:
-            wave = self.cache[file.path] = read_whole(file, self.sample_rate)
-        return wave
-
-
-def read_looped(file: AudioFile, frames: int, sample_rate: int, rng: np.random.Generator,
-                whole: _WholeFiles | None = None) -> np.ndarray:
-    """A random crop that loops the file when it is shorter than ``frames`` (scarce noise)."""
-    if file.frames_at(sample_rate) >= frames:
-        return read_crop(file, frames, sample_rate, rng)
-    wave = (whole or _WholeFiles(sample_rate))(file)
-    offset = int(rng.integers(0, len(wave)))
-    return wave[(offset + np.arange(frames)) % len(wave)]
+# read_crop, read_whole and read_looped take these scanned files (one implementation, zoo.data.files)
+_WholeFiles = WholeFiles
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 All measures take ``preds`` (the enhanced or degraded signal) before ``target`` (the clean
 reference), as torchmetrics does, as numpy arrays or torch tensors, and compute in float64.
+Sample rates are checked and signals resampled by :mod:`zoo.audio` (one definition for the
+whole zoo), and frames are cut by :mod:`zoo.frontends.stft` with Loizou's parameters.
 """
 from __future__ import annotations
 
@@ -10,15 +12,10 @@ import warnings
 import numpy as np
 import torch
 
+from ..audio import check_sample_rate, resample  # noqa: F401  (the measures import them from here)
+from ..frontends.stft import frames as framed_signal
+
 EPS = np.finfo(np.float64).eps  # the eps of Loizou's MATLAB code and of pysepm
-
-
-def check_sample_rate(sample_rate) -> int:
-    if isinstance(sample_rate, float) and sample_rate.is_integer():
-        sample_rate = int(sample_rate)
-    if not isinstance(sample_rate, (int, np.integer)) or isinstance(sample_rate, bool) or sample_rate <= 0:
-        raise ValueError(f"sample_rate must be a positive whole number of Hz (e.g. 16000), got {sample_rate!r}")
-    return int(sample_rate)
 
 
 # Integer PCM is scaled to [-1, 1) by its full-scale value, as zoo.audio and soundfile do.
@@ -69,15 +66,6 @@ def as_pair(preds, target, *, names: tuple[str, str] = ("preds", "target")) -> t
     return enhanced, reference
 
 
-def resample(wave: np.ndarray, orig_sr: int, new_sr: int) -> np.ndarray:
-    """Band-limited sinc resampling (torchaudio.functional.resample, its defaults), float64."""
-    if orig_sr == new_sr:
-        return wave
-    import torchaudio.functional as AF
-
-    return AF.resample(torch.from_numpy(wave), orig_sr, new_sr).numpy()
-
-
 def frame_geometry(sample_rate: int, frame_seconds: float, overlap: float) -> tuple[int, int]:
     """Window and hop in samples, computed exactly as Loizou's MATLAB code and pysepm do
     (``round(frameLen*fs)``, ``floor((1-overlap)*frameLen*fs)``): 480 and 120 at 16 kHz."""
@@ -90,16 +78,19 @@ def frame_geometry(sample_rate: int, frame_seconds: float, overlap: float) -> tu
 
 
 def loizou_hann(length: int) -> np.ndarray:
-    """``0.5*(1-cos(2*pi*(1:L)/(L+1)))``: the Hann window of Loizou's code (no zero end points)."""
+    """``0.5*(1-cos(2*pi*(1:L)/(L+1)))``: the Hann window of Loizou's code (no zero end points),
+    i.e. the symmetric Hann window of ``L + 2`` samples without its two zeros."""
     return 0.5 * (1 - np.cos(2 * np.pi * np.arange(1, length + 1) / (length + 1)))
 
 
 def frames(wave: np.ndarray, window: int, hop: int, count: int, measure: str) -> np.ndarray:
-    """``count`` frames ``wave[i*hop : i*hop+window]`` as a read-only [count, window] view."""
+    """``count`` frames ``wave[i*hop : i*hop+window]`` as a read-only [count, window] view: the
+    front-end's framing without centring or padding (``tail="drop"``), as Loizou's loops and
+    pysepm frame; ``count`` leaves out the frames they leave out."""
     if count < 1:
         raise ValueError(f"{measure} needs at least {window + hop} samples ({window}-sample frames, hop {hop}); "
                          f"the signals have {wave.size}")
-    return np.lib.stride_tricks.sliding_window_view(wave, window)[::hop][:count]
+    return framed_signal(wave, window, hop, center=False, tail="drop", count=count)
 
 
 def loizou_frame_count(length: int, window: int, hop: int) -> int:

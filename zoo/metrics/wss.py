@@ -5,6 +5,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..frontends.stft import frame_spectra
 from ._signals import EPS, as_pair, check_sample_rate, frame_geometry, frames, loizou_frame_count, loizou_hann
 
 # Centre frequencies and bandwidths (Hz) of the 25 critical-band filters of Loizou's code.
@@ -47,8 +48,8 @@ def weighted_spectral_slope(preds, target, sample_rate: int, frame_seconds: floa
     hann = loizou_hann(window)
     log_energy = []
     for signal in (clean, enhanced):
-        framed = frames(signal + EPS, window, hop, count, "WSS") * hann
-        power = np.abs(np.fft.rfft(framed, n=fft_size, axis=-1)[:, : fft_size // 2]) ** 2  # no Nyquist bin
+        spectra = frame_spectra(frames(signal + EPS, window, hop, count, "WSS"), hann, fft_size)
+        power = np.abs(spectra[:, : fft_size // 2]) ** 2  # no Nyquist bin
         with np.errstate(divide="ignore"):
             energy = 10 * np.log10(filters @ power.T)  # [25, F]
         log_energy.append(np.maximum(energy, FLOOR_DB))

@@ -25,6 +25,7 @@ import math
 import numpy as np
 import torch
 
+from ..frontends.stft import OverlapAddStream, frame_count, frame_padding, frame_spectra, frames, window
 from ..module import DenoiserModule
 from ..registry import register
 
@@ -59,9 +60,11 @@ class WienerFilter(DenoiserModule):
         self.frame = int(math.floor(sample_rate * frame_ms / 1000))
         self.hop = self.frame - self.frame // 2  # len2 = len - len1 with 50 % overlap
         self.n_fft = 2 * 2 ** math.ceil(math.log2(self.frame))
-        window = torch.hamming_window(self.frame, periodic=False, dtype=torch.float64)
-        self.register_buffer("window", window, persistent=False)
-        self.ola_gain = self.hop / float(window.sum())  # unit gain for 50 % overlap-add
+        # MATLAB's hamming(len): symmetric. Frames start at multiples of the hop from the signal's
+        # start (no centring) and are zero-padded at their end to n_fft (fft(x, nfft)).
+        hamming = window("hamming", self.frame, periodic=False, dtype=torch.float64)
+        self.register_buffer("window", hamming, persistent=False)
+        self.ola_gain = self.hop / float(hamming.sum())  # unit gain for 50 % overlap-add
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         stream = self.stream()
@@ -83,7 +86,7 @@ class WienerStream:
         self.pending = None  # input samples not yet consumed by a frame: [B, n], float64
         self.noise_power = None  # [B, n_fft] noise PSD estimate, None until initialised
         self.prev_clean_power = None  # |X_prev|^2, None before the first frame
-        self.overlap = None  # second half of the previous frame's synthesis: [B, frame - hop]
+        self.synthesis = OverlapAddStream(filt.frame, filt.hop)  # holds the last frame's second half
         self.n_in = 0
         self.n_out = 0
 
@@ -104,34 +107,36 @@ class WienerStream:
             return torch.zeros(1, 0)
         f = self.f
         if self.noise_power is None:  # shorter than the noise-initialisation window
-            frames = max(1, self.pending.shape[-1] // f.frame)
-            head = _pad_to(self.pending, frames * f.frame)
-            self._init_noise(head, frames)
-        # Zero-pad so that frames cover every remaining input sample.
+            n_frames = max(1, self.pending.shape[-1] // f.frame)
+            self._init_noise(_pad_to(self.pending, n_frames * f.frame), n_frames)
+        # Zero-pad so that a frame starts at every hop before the end (the front-end's tail="pad"):
+        # the overlap-add then covers every remaining input sample.
         remaining = self.n_in - self.n_out
-        n_frames = -(-remaining // f.hop)
-        self.pending = _pad_to(self.pending, (n_frames - 1) * f.hop + f.frame)
+        _, right = frame_padding(remaining, f.frame, f.hop, center=False, tail="pad")
+        self.pending = _pad_to(self.pending, remaining + right)
         out = self._frames()
         return out[..., : out.shape[-1] - (self.n_out - self.n_in)]
 
     # ---- the algorithm --------------------------------------------------------------------
-    def _spectra(self, frames: torch.Tensor) -> torch.Tensor:
+    def _spectra(self, framed: torch.Tensor) -> torch.Tensor:
         # One-sided spectrum: the signal is real, so the other half mirrors it.
-        return torch.fft.rfft(frames * self.f.window.to(frames.device), n=self.f.n_fft)
+        return frame_spectra(framed, self.f.window.to(framed.device), self.f.n_fft)
 
     def _init_noise(self, head: torch.Tensor, n_frames: int) -> None:
-        frames = head[..., : n_frames * self.f.frame].reshape(head.shape[0], n_frames, self.f.frame)
-        magnitude = self._spectra(frames).abs().mean(dim=1)
+        # wiener_as.m's noise estimate: the first frames laid end to end (hop = frame length)
+        framed = frames(head, self.f.frame, self.f.frame, center=False, tail="drop", count=n_frames)
+        magnitude = self._spectra(framed).abs().mean(dim=1)
         self.noise_power = (magnitude**2).clamp_min(_NOISE_FLOOR).numpy()
 
     def _frames(self) -> torch.Tensor:
         f, hp = self.f, self.f.hparams
-        count = (self.pending.shape[-1] - f.frame) // f.hop + 1 if self.pending.shape[-1] >= f.frame else 0
+        # the whole frames the pending samples hold; the rest waits for the next block
+        count = frame_count(self.pending.shape[-1], f.frame, f.hop, center=False, tail="drop")
         batch = self.pending.shape[0]
         if count <= 0:
             return self.pending.new_zeros(batch, 0).float()
-        frames = self.pending.unfold(-1, f.frame, f.hop)[:, :count]  # [B, count, frame]
-        spectra = self._spectra(frames)
+        framed = frames(self.pending, f.frame, f.hop, center=False, tail="drop")  # [B, count, frame]
+        spectra = self._spectra(framed)
         power = (spectra.abs() ** 2).numpy()
         # The VAD sums the log-likelihood ratio over all n_fft bins of the two-sided spectrum:
         # interior bins of the one-sided spectrum count twice.
@@ -164,15 +169,9 @@ class WienerStream:
         self.noise_power, self.prev_clean_power = noise, prev
         synthesis = torch.fft.irfft(torch.from_numpy(gains) * spectra, n=f.n_fft)
         frames_out = synthesis[..., : f.frame] * f.ola_gain  # [B, count, frame]
-
-        # Overlap-add: output hop i = overlap from frame i-1 + first hop of frame i.
-        first = frames_out[..., : f.hop]
-        second = frames_out[..., f.hop:]
-        overlap = self.overlap if self.overlap is not None else second.new_zeros(batch, f.frame - f.hop)
-        tails = torch.cat([overlap.unsqueeze(1), second[:, :-1]], dim=1)
-        tails = torch.nn.functional.pad(tails, (0, f.hop - tails.shape[-1]))
-        out = (first + tails).reshape(batch, count * f.hop)
-        self.overlap = second[:, -1]
+        # Overlap-add (no synthesis window, as wiener_as.m): output hop i is the first hop of frame
+        # i plus what the frames before it left over.
+        out = self.synthesis.push(frames_out)
         self.pending = self.pending[..., count * f.hop:]
         self.n_out += count * f.hop
         return out.float()
