@@ -11,12 +11,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from .audio import atomic_output  # noqa: E402
+from .frontends.stft import stft  # noqa: E402
+
+#: the spectrogram's FFT size (32 ms at 16 kHz) and hop (a quarter of it)
+SPECTROGRAM_N_FFT = 512
 
 
-def log_spectrogram(wave: torch.Tensor, sample_rate: int, n_fft: int = 512) -> torch.Tensor:
-    """Power spectrogram in dB of a mono signal ([T] or [1, T]), 32 ms Hann frames at 16 kHz."""
+def log_spectrogram(wave: torch.Tensor, sample_rate: int, n_fft: int = SPECTROGRAM_N_FFT) -> torch.Tensor:
+    """Power spectrogram in dB, ``[bins, frames]``, of a mono signal ([T] or [1, T]): periodic Hann
+    frames of ``n_fft`` samples (32 ms at 16 kHz), hop ``n_fft // 4``, centred and mirrored at the
+    ends (torch.stft's framing, through :func:`zoo.frontends.stft.stft`)."""
     wave = wave.reshape(-1).float()
-    spec = torch.stft(wave, n_fft, hop_length=n_fft // 4, window=torch.hann_window(n_fft), return_complex=True)
+    spec = stft(wave, n_fft, n_fft // 4, center=True, pad_mode="reflect", tail="drop").transpose(-1, -2)
     return 10 * torch.log10(spec.abs() ** 2 + 1e-10)
 
 
@@ -26,7 +32,7 @@ def spectrogram_figure(panels: dict[str, torch.Tensor], sample_rate: int, path, 
     top = max(float(s.max()) for s in specs.values())
     fig, axes = plt.subplots(len(specs), 1, figsize=(9, 2.4 * len(specs)), sharex=True, squeeze=False)
     for ax, (name, spec) in zip(axes[:, 0], specs.items()):
-        seconds = spec.shape[1] * 128 / sample_rate
+        seconds = spec.shape[1] * (SPECTROGRAM_N_FFT // 4) / sample_rate
         image = ax.imshow(spec.numpy(), origin="lower", aspect="auto", cmap="magma", vmin=top - 80, vmax=top,
                           extent=(0, seconds, 0, sample_rate / 2000))
         ax.set_ylabel("kHz")
@@ -74,7 +80,7 @@ def tranche_figure(summary: dict, rows: list[dict], out) -> dict[str, Path]:
 def training_figure(rows: list[dict], path, title: str = "", input_si_sdr: float | None = None,
                     initial_lr: float | None = None) -> Path:
     """Training loss (each logged step, and a running mean) and validation scores against the
-    step, from the rows of Lightning ``CSVLogger`` metrics files (``zoo.export.read_metrics``).
+    step, from the rows of Lightning ``CSVLogger`` metrics files (``zoo.card_from_checkpoint.read_metrics``).
     ``input_si_sdr``: the unprocessed validation input's SI-SDR, drawn as the line to beat.
     When the rows log ``lr`` (``zoo.train.LearningRateDecay``), a third panel draws it; steps
     before its first logged value (a run that resumed with the callback added) are drawn at
