@@ -1,4 +1,5 @@
-"""Benchmark scripts that README figures come from run and measure what they say."""
+"""Diagnostic scripts whose figures docs/experiments.md quotes run and measure what they say (on tiny inputs;
+they print, and write their results only with --update)."""
 from __future__ import annotations
 
 import os
@@ -11,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_training_speed_benchmark_times_both_precisions_on_real_mixtures():
-    result = subprocess.run([sys.executable, "benchmarks/training_speed.py", "--widths", "8", "--repeats", "1",
+    result = subprocess.run([sys.executable, "benchmarks/diagnostics/training_speed.py", "--widths", "8", "--repeats", "1",
                              "--warmup", "1", "--eager", "--seconds", "0.5", "--batch", "2", "--threads", "1"],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -23,7 +24,7 @@ def test_training_speed_benchmark_times_both_precisions_on_real_mixtures():
 def test_clean_passthrough_scores_what_a_model_does_to_clean_speech():
     """The Wiener filter leaves noise-free speech nearly untouched: PESQ-wb near the top of the
     scale and every band within a dB."""
-    result = subprocess.run([sys.executable, "benchmarks/clean_passthrough.py", "--models", "wiener", "--every", "35",
+    result = subprocess.run([sys.executable, "benchmarks/diagnostics/clean_passthrough.py", "--models", "wiener", "--every", "35",
                              "--threads", "1"], cwd=ROOT, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stderr[-3000:]

@@ -70,5 +70,5 @@ def test_starting_from_published_w32_weights_at_the_papers_width():
     narrow = ContextAggregationDenoiser(**{**published.hparams, "width": 16})
     with pytest.raises(ValueError, match="width 16 is below the published 32"):
         StartFrom("can-l1", widen=True).setup(None, narrow, "fit")
-    with pytest.raises(ValueError, match="only context aggregation networks can be widened"):
+    with pytest.raises(ValueError, match="WienerFilter cannot be widened .*drop widen"):
         StartFrom("wiener", widen=True).setup(None, WienerFilter(), "fit")

@@ -90,7 +90,9 @@ def test_feature_loss_can_trains_on_two_processes_in_bf16_mixed_precision(tmp_pa
     logged = [[float(r[f"loss_weight/{m}"]) for m in range(1, 7)] for r in rows if r.get("loss_weight/1")]
     assert len(logged) == 2 and logged[0] == logged[1]  # fixed after epoch 0
 
-    checkpoint = torch.load(next((version / "checkpoints").glob("*.ckpt")), weights_only=True)
+    from zoo.checkpoint_io import load_checkpoint
+
+    checkpoint = load_checkpoint(next((version / "checkpoints").glob("*.ckpt")))
     assert checkpoint["global_step"] == 2 * per_process
     state = checkpoint["state_dict"]
     assert bool(state["feature_loss.weights_fixed"])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import torch
 
 import zoo
 from conftest import EXAMPLE_NOISY
@@ -48,6 +49,10 @@ def test_the_example_family_goes_from_recipe_to_card_to_enhanced_file(tmp_path):
     assert isinstance(model, ExampleFIR) and model.hparams.taps == 31
     trained = model.filter.weight.detach().flatten()
     assert not np.allclose(trained.numpy(), np.eye(31)[15])  # it learnt: no longer the identity it started as
+
+    # a checkpoint also loads as Lightning users expect, without unpickling (zoo.checkpoint_io)
+    again = ExampleFIR.load_from_checkpoint(checkpoint)
+    assert torch.equal(again.filter.weight, model.filter.weight)
 
     out = model.enhance_file(EXAMPLE_NOISY, tmp_path / "enhanced.wav")
     noisy, rate = sf.read(EXAMPLE_NOISY, dtype="float32")

@@ -76,12 +76,9 @@ def test_the_flagship_is_the_default_once_it_has_weights_that_beat_the_baseline(
     flagship = cli.FLAGSHIP_MODEL
     assert flagship == "feature-loss-can" and flagship in zoo.list_models()
     has_weights = (get_entry(flagship).card_path / "model.safetensors").is_file()  # converted on set-up
-    report = json.loads((ROOT / "benchmarks/results/quality.json").read_text())
-    means = next(d for d in report["datasets"] if d["dataset_type"] == "voicebank-demand")["means"]
-    score = cli.card_score(flagship)
-    if score is not None:
-        assert score == round(means[flagship]["pesq_wb"], 4)
-    beats = score is not None and score >= means["wiener"]["pesq_wb"]
+    score, baseline = cli.card_score(flagship), cli.card_score("wiener")  # the cards' published PESQ-wb
+    assert baseline is not None and 1.0 < baseline < 4.6  # the Wiener filter's card is always scored
+    beats = score is not None and score >= baseline
     assert cli.default_model()[0] == (flagship if has_weights and beats else "wiener")  # what the cards say today
     if not has_weights:  # the released weights are not here: the same logic on the CPU-trained CAN's card
         flagship = "feature-loss-can-cpu"
@@ -125,7 +122,7 @@ def test_fine_tuning_on_my_noise_starts_from_the_published_weights(tmp_path):
     noise.mkdir()
     shutil.copy(DATA_ROOT / "noise/noisex/babble.flac", noise / "kitchen.flac")
     result = _run([
-        "fit", "--config", "recipes/feature-loss-can/finetune-noise.yaml",
+        "fit", "--config", "recipes/data/finetune-noise.yaml", "--config", "recipes/feature-loss-can/finetune-noise.yaml",
         "--data.init_args.noise", f"[{noise}]", "--data.init_args.train_size", "4",
         "--data.init_args.val_size", "2", "--data.init_args.crop_seconds", "0.5", "--data.init_args.batch_size", "2",
         "--trainer.max_steps", "1", "--trainer.default_root_dir", str(tmp_path),
@@ -133,7 +130,9 @@ def test_fine_tuning_on_my_noise_starts_from_the_published_weights(tmp_path):
     ], timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "starting from feature-loss-can" in result.stdout
-    checkpoint = torch.load(tmp_path / "lightning_logs/version_0/checkpoints/last.ckpt", weights_only=True)
+    from zoo.checkpoint_io import load_checkpoint  # zoo fit writes safetensors + JSON, no pickle
+
+    checkpoint = load_checkpoint(tmp_path / "lightning_logs/version_0/checkpoints/last.ckpt")
     published = load_file(str(ROOT / "hub_cards/feature-loss-can/model.safetensors"))
     weight = "network.body.3.weight"
     change = (checkpoint["state_dict"][weight] - published[weight]).abs().max()
@@ -157,14 +156,16 @@ def test_compiling_the_training_path_keeps_checkpoints_loadable(tmp_path):
     ], timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     checkpoint = next((tmp_path / "lightning_logs/version_0/checkpoints").glob("*.ckpt"))
-    keys = torch.load(checkpoint, weights_only=True)["state_dict"].keys()
+    from zoo.checkpoint_io import load_checkpoint
+
+    keys = load_checkpoint(checkpoint)["state_dict"].keys()
     assert "network.body.0.weight" in keys and not any("_orig_mod" in k for k in keys)
 
     from zoo.models.can import ContextAggregationDenoiser
     from zoo.train import CompileNetwork
 
     model = ContextAggregationDenoiser(width=4, dilations=[1, 2, 1])
-    CompileNetwork().setup(None, model, "fit")
+    CompileNetwork("network.body").setup(None, model, "fit")  # the CAN recipes' value
     assert model.network.body._compiled_call_impl is not None  # compiled in place
     assert model.network.output._compiled_call_impl is None
 
@@ -238,7 +239,9 @@ def test_learning_rate_decay_added_to_a_resumed_run_follows_the_step(tmp_path):
     first = _run(["fit", "--config", "recipes/can/debug.yaml", *common], timeout=300)  # one epoch
     assert first.returncode == 0, first.stderr[-3000:]
     saved = tmp_path / "lightning_logs/version_0/checkpoints/epoch=0-step=4.ckpt"
-    assert torch.load(saved, weights_only=False)["optimizer_states"][0]["param_groups"][0]["lr"] == 1e-3
+    from zoo.checkpoint_io import load_checkpoint
+
+    assert load_checkpoint(saved)["optimizer_states"][0]["param_groups"][0]["lr"] == 1e-3
 
     resumed = _run(["fit", "--config", "recipes/can/debug.yaml", "--trainer.max_epochs", "2",
                     "--ckpt_path", str(saved), *common,
@@ -253,14 +256,14 @@ def test_learning_rate_decay_added_to_a_resumed_run_follows_the_step(tmp_path):
     for step, lr in rates.items():
         assert abs(lr - expected[step]) < 1e-6 * expected[step]  # logged as float32
     last_path = tmp_path / "lightning_logs/version_1/checkpoints/epoch=1-step=8.ckpt"
-    last = torch.load(last_path, weights_only=False)
+    last = load_checkpoint(last_path)
     assert last["optimizer_states"][0]["param_groups"][0]["lr"] == 1e-5
 
     # the card says how the rate went, from the run's own config and logs
     from zoo.cards import training_section
 
     card = tmp_path / "card"
-    exported = subprocess.run([sys.executable, "-m", "zoo.export", str(last_path), "--model", "can-l1", "--out",
+    exported = subprocess.run([sys.executable, "-m", "zoo.card_from_checkpoint", str(last_path), "--model", "can-l1", "--out",
                                str(card)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert exported.returncode == 0, exported.stderr[-2000:]
     rate = json.loads((card / "training.json").read_text())["learning_rate"]

@@ -22,6 +22,7 @@ import pytest
 import torch
 
 import zoo
+from zoo.checkpoint_io import SafetensorsCheckpointIO
 from zoo.data import Mixtures
 from zoo.models.can import ContextAggregationDenoiser
 
@@ -75,7 +76,7 @@ def tiny_checkpoint(tmp_path) -> Path:
     model = ContextAggregationDenoiser(width=4, dilations=[1, 2, 1], lr=1e-3)
     trainer = L.Trainer(max_steps=3, default_root_dir=tmp_path / "run", logger=L.pytorch.loggers.CSVLogger(tmp_path / "run"),
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                        log_every_n_steps=1)
+                        log_every_n_steps=1, plugins=[SafetensorsCheckpointIO()])  # as zoo fit writes them
     trainer.fit(model, data)
     return next((tmp_path / "run/lightning_logs/version_0/checkpoints").glob("*.ckpt"))
 
@@ -93,7 +94,7 @@ def _publishable(folder: Path) -> None:
 
 def test_export_without_out_writes_a_new_folder_and_never_the_published_card(
         tiny_checkpoint, tmp_path, monkeypatch, capsys, published_card_guard):
-    from zoo.export import main
+    from zoo.card_from_checkpoint import main
 
     monkeypatch.chdir(tmp_path)
     before = _digests(PUBLISHED)
@@ -116,7 +117,7 @@ def test_export_without_out_writes_a_new_folder_and_never_the_published_card(
 
 @pytest.mark.parametrize("target", ["hub_cards/can-l1", "hub_cards/can-l1/sub", "hub_cards/new-name"])
 def test_export_into_hub_cards_is_refused_with_the_fix(tiny_checkpoint, capsys, target, published_card_guard):
-    from zoo.export import main
+    from zoo.card_from_checkpoint import main
 
     with pytest.raises(SystemExit) as exit_:
         main([str(tiny_checkpoint), "--model", "can-l1", "--out", str(ROOT / target)])
@@ -131,9 +132,9 @@ def test_exported_card_states_the_config_it_ships(tiny_checkpoint, tmp_path):
     is now rendered from the folder's own config.json and training.json."""
     from huggingface_hub import ModelCard
 
-    from zoo.export import export_denoiser
+    from zoo.card_from_checkpoint import card_from_checkpoint
 
-    folder = export_denoiser(tiny_checkpoint, "can-l1", out=tmp_path / "card")
+    folder = card_from_checkpoint(tiny_checkpoint, "can-l1", out=tmp_path / "card")
     config = json.loads((folder / "config.json").read_text())
     card = (folder / "README.md").read_text()
     assert f"`{json.dumps(config['init_args'], sort_keys=True)}`" in card
@@ -148,21 +149,21 @@ def test_a_run_that_logged_no_curve_gets_no_blank_training_figure(tiny_checkpoin
     """Under log_every_n_steps and without validation, FeatureLossCAN's metrics.csv holds only its
     epoch-end loss weights: the exported training.png was an empty frame. Now the card has no figure;
     a run that logged its steps (zoo finetune sets log_every_n_steps for short runs) has one."""
-    from zoo.export import export_denoiser
+    from zoo.card_from_checkpoint import card_from_checkpoint
 
     metrics = tiny_checkpoint.parent.parent / "metrics.csv"
     logged = metrics.read_text()
     metrics.write_text("epoch,loss_weight/1,loss_weight/2,step\n0,1.5,0.5,2\n")
-    bare = export_denoiser(tiny_checkpoint, "can-l1", out=tmp_path / "bare")
+    bare = card_from_checkpoint(tiny_checkpoint, "can-l1", out=tmp_path / "bare")
     assert not (bare / "training.png").exists() and "training.png" not in (bare / "README.md").read_text()
     metrics.write_text(logged)
-    curve = export_denoiser(tiny_checkpoint, "can-l1", out=tmp_path / "curve")
+    curve = card_from_checkpoint(tiny_checkpoint, "can-l1", out=tmp_path / "curve")
     assert (curve / "training.png").is_file() and "](training.png)" in (curve / "README.md").read_text()
 
 
 def test_fit_records_its_recipe_and_says_where_the_checkpoint_went(tmp_path, monkeypatch, capsys):
     from zoo.cli import main
-    from zoo.export import export_denoiser
+    from zoo.card_from_checkpoint import card_from_checkpoint
 
     monkeypatch.setattr(sys, "argv", list(sys.argv))  # LightningCLI reads sys.argv; zoo.train sets it
     monkeypatch.chdir(tmp_path)
@@ -175,8 +176,8 @@ def test_fit_records_its_recipe_and_says_where_the_checkpoint_went(tmp_path, mon
     assert checkpoint.is_file()
     assert f"training finished at step 2; logs: run/lightning_logs/version_0\n  last checkpoint: {checkpoint}\n" in err
     assert f"next: a card folder from it (a new folder; hub_cards/ is never written):\n" \
-           f"  python -m zoo.export {checkpoint} --model NAME --out my-NAME" in err  # can-l1 and can-l2 share the class
-    record = json.loads((export_denoiser(checkpoint, "can-l1", out=tmp_path / "card") / "training.json").read_text())
+           f"  python -m zoo.card_from_checkpoint {checkpoint} --model NAME --out my-NAME" in err  # can-l1 and can-l2 share the class
+    record = json.loads((card_from_checkpoint(checkpoint, "can-l1", out=tmp_path / "card") / "training.json").read_text())
     assert record["recipe"] == "recipes/can/debug.yaml"  # was null
 
 
@@ -222,7 +223,7 @@ def test_finetune_is_one_command_from_a_noise_folder_to_a_card_folder(
     assert record["global_step"] == 3 and "last_val_si_sdr_db" in record
     run = Path(record["checkpoint"]).parent
     assert any(p.name.startswith("best-") for p in run.iterdir()) and (run / "last.ckpt").is_file()
-    from zoo.export import read_metrics
+    from zoo.card_from_checkpoint import read_metrics
 
     rows = read_metrics([run.parent / "metrics.csv"])
     assert [int(r["step"]) for r in rows if r.get("val/si_sdr")][-1] == 2  # Lightning logs step 3 as 2
@@ -230,7 +231,7 @@ def test_finetune_is_one_command_from_a_noise_folder_to_a_card_folder(
     # the card, config.json and training.json agree, and training.json says what the run was
     config = json.loads((folder / "config.json").read_text())
     assert f"`{json.dumps(config['init_args'], sort_keys=True)}`" in (folder / "README.md").read_text()
-    assert record["recipe"] == "recipes/can-l1/finetune-noise.yaml"
+    assert record["recipe"] == "recipes/data/finetune-noise.yaml + recipes/can-l1/finetune-noise.yaml"
     assert record["finetune"]["noise"] == [str(my_noise.resolve().relative_to(tmp_path.resolve()))]
     assert record["finetune"]["peak_memory_gb"] > 0.1
     assert "Peak memory of the fine-tuning process" in (folder / "README.md").read_text()

@@ -118,7 +118,7 @@ def lineage_hours(record: dict) -> float | None:
 
 def training_section(folder) -> str:
     """What a card must say about training (data, hours, hardware), from the ``training.json``
-    that ``python -m zoo.export`` wrote from the run's own checkpoint and logs."""
+    that ``python -m zoo.card_from_checkpoint`` wrote from the run's own checkpoint and logs."""
     path = Path(folder) / "training.json"
     if not path.is_file():
         return ""
@@ -191,6 +191,15 @@ def derivation_section(config: dict) -> str:
     return "\n## How these weights were made\n\n" + "\n".join(lines) + "\n"
 
 
+def channels_and_streaming(config: dict) -> str:
+    """The card's line on the channels the model takes and its streaming mode
+    (``DenoiserModule.streaming_summary``), from its architecture built as configured (no weights)."""
+    from .hub import buildable_architectures
+
+    model = buildable_architectures()[config["architecture"]](**config.get("init_args", {}))
+    return model.streaming_summary()
+
+
 def render_card(entry: ModelEntry, folder, results: list[dict], extra: str = "") -> str:
     folder = Path(folder)
     config = read_config(folder)
@@ -224,6 +233,7 @@ def render_card(entry: ModelEntry, folder, results: list[dict], extra: str = "")
 - Trained on: {entry.trained_on}
 - Architecture: `{config['architecture']}` at {config['sample_rate']} Hz, init arguments
   `{json.dumps(config.get('init_args', {}), sort_keys=True)}`
+- Input: {channels_and_streaming(config)}
 - Weights: `model.safetensors`, sha256 `{config.get('weights_sha256', '?')}`
 
 ## Use

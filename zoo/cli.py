@@ -148,7 +148,8 @@ def _is_user_error(error: BaseException) -> bool:
     for module, name in (("zoo.audio", "AudioError"), ("zoo.data.files", "DataConfigError"),
                          ("zoo.hub", "ModelLoadError"), ("zoo.registry", "UnknownModelError"),
                          ("zoo.interpolate", "InterpolationError"), ("zoo.finetune", "FinetuneError"),
-                         ("zoo.export", "ExportError")):
+                         ("zoo.card_from_checkpoint", "CardFolderError"),
+                         ("zoo.checkpoint_io", "CheckpointFormatError")):
         loaded = sys.modules.get(module)
         if loaded is not None and hasattr(loaded, name):
             kinds.append(getattr(loaded, name))
@@ -230,6 +231,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("eval_output"))
     p.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
     p.add_argument("--limit", type=int, default=None, help="only the first N pairs")
+    p.add_argument("--reference-channel", type=int, default=1,
+                   help="multichannel noisy files: the channel (1 = first) the unprocessed input and single-channel "
+                        "models are scored on; models that take all the channels get all of them (default 1)")
     p.set_defaults(run=cmd_eval)
 
     p = sub.add_parser("card", help="re-render a model card's README.md and model-index from results")
@@ -259,10 +263,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(run=cmd_interpolate)
 
-    sub.add_parser("fit", help="train from a recipe: zoo fit --config recipes/MODEL/RECIPE.yaml [overrides]")
+    sub.add_parser("fit", help="train from a recipe: zoo fit --config recipes/data/DATA.yaml --config recipes/MODEL/RECIPE.yaml [overrides]")
 
     p = sub.add_parser("finetune", help="fine-tune a model on your noise: one command to a new card folder",
-                       description="Run recipes/MODEL/finetune-noise.yaml on your noise (zoo fit), export the last "
+                       description="Run recipes/MODEL/finetune-noise.yaml (with recipes/data/finetune-noise.yaml) on your noise (zoo fit), export the last "
                                    "checkpoint into a new card folder (never hub_cards/), and print it with the "
                                    "commands to use and publish it. LightningCLI overrides go after --.")
     p.add_argument("--noise", nargs="+", required=True, type=Path, metavar="DIR", help="your noise folders or files")
@@ -501,13 +505,14 @@ def _is_inside(path: Path, folder: Path) -> bool:
 
 def cmd_eval(args) -> int:
     from .data.pairs import DataSpecError
-    from .evaluate import evaluate, markdown_summary, write_reports
+    from .evaluate import EvaluationInputError, evaluate, markdown_summary, write_reports
     from .hub import ModelLoadError
     from .registry import UnknownModelError
 
     try:
-        evaluation = evaluate(args.models, args.data, workers=args.workers, limit=args.limit)
-    except (DataSpecError, UnknownModelError, ModelLoadError) as error:
+        evaluation = evaluate(args.models, args.data, workers=args.workers, limit=args.limit,
+                              reference_channel=args.reference_channel)
+    except (DataSpecError, UnknownModelError, ModelLoadError, EvaluationInputError) as error:
         raise CliError(str(error)) from error
     paths = write_reports(evaluation, args.out)
     print(markdown_summary(evaluation.summary()))

@@ -2,10 +2,11 @@
 
     zoo finetune --noise my_noise/ [--model feature-loss-can] [--steps N] [--out FOLDER] [-- LightningCLI overrides]
 
-It runs the model's fine-tuning recipe (``recipes/NAME/finetune-noise.yaml``, the source of every
-setting: start from the published weights, loss, learning rate, data) through the same
+It runs the model's fine-tuning recipe (``recipes/NAME/finetune-noise.yaml`` with the data block it
+names, ``recipes/data/finetune-noise.yaml``: the source of every setting: start from the published
+weights, loss, learning rate, data) through the same
 LightningCLI path as ``zoo fit``, with your noise as the training noise, then exports the last
-checkpoint with ``zoo.export`` into a new card folder (``--out``, or ``runs/cards/NAME-NOISE``,
+checkpoint with ``zoo.card_from_checkpoint`` into a new card folder (``--out``, or ``runs/cards/NAME-NOISE``,
 never an existing folder and never ``hub_cards/``) and prints it with the commands to use and
 publish it. The training run (checkpoints, logs, config) stays in ``runs/finetune/<card name>``.
 
@@ -122,7 +123,7 @@ def noise_paths(noise: list) -> list[Path]:
 
 
 def card_folder(out, model: str, noise: list[Path]) -> Path:
-    from .export import DEFAULT_CARDS_DIR, new_folder, refuse_published_card
+    from .card_from_checkpoint import DEFAULT_CARDS_DIR, new_folder, refuse_published_card
 
     out = new_folder(DEFAULT_CARDS_DIR, f"{model}-{noise[0].stem}") if out is None else Path(out)
     refuse_published_card(out)
@@ -135,7 +136,7 @@ def card_folder(out, model: str, noise: list[Path]) -> Path:
 def finetune(noise: list, model: str = "feature-loss-can", steps: int | None = None, out=None, recipe=None,
              overrides: list[str] = (), runs_dir=RUNS_DIR) -> FinetuneResult:
     """Fine-tune ``model`` on the noise files or folders ``noise``; return where everything went."""
-    from .export import ExportError, export_denoiser
+    from .card_from_checkpoint import CardFolderError, card_from_checkpoint
     from .registry import get_entry, is_registered, list_models
     from .train import checkpoints_of, run_lightning_cli
 
@@ -146,7 +147,14 @@ def finetune(noise: list, model: str = "feature-loss-can", steps: int | None = N
         raise FinetuneError(f"{model} has no fine-tuning recipe ({_shown(recipe)}); pass --recipe FILE")
     if steps is not None and steps < 1:
         raise FinetuneError(f"--steps {steps}: give a positive number of optimizer steps")
+    from .data.from_config import data_block, recipe_configs
+
     settings = _recipe_settings(recipe)
+    try:
+        configs = recipe_configs(recipe)  # [recipes/data/finetune-noise.yaml, the model's recipe]
+        settings["data"] = data_block(*configs)  # batches_per_epoch reads train_size and batch_size from it
+    except (OSError, ValueError) as error:
+        raise FinetuneError(str(error)) from error
     source = _start_from(settings)
     if source != model:
         raise FinetuneError(f"{_shown(recipe)} starts from {source!r} (its zoo.train.StartFrom), not {model!r}; "
@@ -156,12 +164,12 @@ def finetune(noise: list, model: str = "feature-loss-can", steps: int | None = N
     overrides = list(overrides)
     try:
         card = card_folder(out, model, noise)
-    except ExportError as error:
+    except CardFolderError as error:
         raise FinetuneError(str(error)) from error
     run_root = Path(runs_dir) / card.name
     while run_root.exists():  # a new run folder: its checkpoints are version_0, never an older run's
         run_root = Path(f"{run_root}-new")
-    args = ["fit", "--config", _shown(recipe), "--data.init_args.noise", json.dumps([str(p) for p in noise]),
+    args = ["fit", *[arg for config in configs for arg in ("--config", _shown(config))], "--data.init_args.noise", json.dumps([str(p) for p in noise]),
             "--trainer.default_root_dir", str(run_root), "--trainer.logger.init_args.save_dir", str(run_root)]
     if steps is not None:
         interval = validation_interval(steps, batches_per_epoch(settings, overrides))
@@ -170,7 +178,7 @@ def finetune(noise: list, model: str = "feature-loss-can", steps: int | None = N
                  "--trainer.val_check_interval", str(interval), "--trainer.check_val_every_n_epoch", "null",
                  "--trainer.log_every_n_steps", str(log_every)]
     args += overrides
-    print(f"fine-tuning {model} on {', '.join(map(_shown, noise))} with {_shown(recipe)}"
+    print(f"fine-tuning {model} on {', '.join(map(_shown, noise))} with {' + '.join(map(_shown, configs))}"
           + (f", {steps} steps" if steps else "") + f"; training run in {_shown(run_root)}", file=sys.stderr)
     started = time.monotonic()
     try:
@@ -191,7 +199,7 @@ def finetune(noise: list, model: str = "feature-loss-can", steps: int | None = N
                           "peak_memory_gb": round(peak / 1e9, 2), "wall_seconds": round(seconds, 1),
                           "fit_command": shlex.join(["zoo", *args]),
                           "best_checkpoint": found["best"] or None}}
-    export_denoiser(found["last"], model, out=card, recipe=recipe_name(recipe), hours=round(seconds / 3600, 4),
+    card_from_checkpoint(found["last"], model, out=card, recipe=" + ".join(recipe_name(c) for c in configs), hours=round(seconds / 3600, 4),
                     extra=extra)
     result = FinetuneResult(card, Path(found["log_dir"]), Path(found["last"]),
                             Path(found["best"]) if found["best"] else None, cli.trainer.global_step, peak, seconds)
@@ -205,7 +213,7 @@ def _start_model_score(model: str, log_dir: Path) -> float | None:
     not say whether the fine-tune helped (a short run may end below where it started)."""
     import zoo
 
-    from .export import _run_config, validation_input_si_sdr
+    from .card_from_checkpoint import _run_config, validation_input_si_sdr
 
     data = _run_config(log_dir).get("data")
     try:

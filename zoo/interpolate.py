@@ -6,7 +6,7 @@ stays in the same basin of the loss, so the straight line between the two sets o
 family of working models; on the line the fine-tuned model's gains on its new data are largely
 kept and what it forgot of the old data largely comes back. It costs no training, only scoring.
 
-Measured here (benchmarks/results/generalist/README.md): the released feature-loss CAN fine-tuned
+Measured here (docs/experiments.md, "feature-loss-can-generalist"): the released feature-loss CAN fine-tuned
 on all of ../shared/data (the generalist) gained 0.08 PESQ-wb on held-out mixtures but lost 0.087
 on VoiceBank-DEMAND; at alpha = 0.5 it keeps the held-out gain (+0.08) and loses nothing on
 VoiceBank-DEMAND (+0.01).
@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from .export import TRAINING_FIGURE, TRAINING_NAME, ExportError, refuse_published_card
+from .card_from_checkpoint import TRAINING_FIGURE, TRAINING_NAME, CardFolderError, refuse_published_card
 from .hub import CONFIG_NAME, WEIGHTS_NAME, read_config, resolve, save_weights, sha256_of, verify_weights, write_json
 
 
@@ -92,7 +92,7 @@ def interpolate_models(start: str, tuned: str, alpha: float, out, overwrite: boo
     out = Path(out)
     try:
         refuse_published_card(out)  # as export and fine-tuning: a published card is never rewritten
-    except ExportError as error:
+    except CardFolderError as error:
         raise InterpolationError(str(error)) from error
     if out.exists() and not overwrite:
         raise InterpolationError(f"{out} exists; choose a new folder, or replace it with --overwrite (overwrite=True)")

@@ -15,6 +15,7 @@ import struct
 from pathlib import Path
 
 from . import __version__
+from .paths import CARDS_ROOT, PROJECT_ROOT
 
 logger = logging.getLogger("zoo")
 
@@ -194,3 +195,44 @@ def _calibration(folder: Path, config: dict) -> dict:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as error:
         raise CorruptWeightsError(f"{path} is not a valid safetensors file ({error}); download it again") from error
+
+
+# ---- card folders that must not be written --------------------------------------------------------
+
+#: where card_from_checkpoint, zoo finetune and zoo interpolate put new card folders without ``--out``
+DEFAULT_CARDS_DIR = Path("runs") / "cards"
+#: the published cards (``hub_cards/``): never written by training, export or fine-tuning
+PUBLISHED_CARDS = CARDS_ROOT
+
+
+class CardFolderError(ValueError):
+    """A card folder that would overwrite a published card or cannot be made; the message says what to do."""
+
+
+def published_card_of(folder) -> Path | None:
+    """The published card folder (``hub_cards/NAME``) that ``folder`` is or lies in, else None."""
+    folder, cards = Path(folder).resolve(), PUBLISHED_CARDS.resolve()
+    if folder == cards or cards in folder.parents:
+        return cards / folder.relative_to(cards).parts[0] if folder != cards else cards
+    return None
+
+
+def refuse_published_card(folder) -> None:
+    """Training, export and fine-tuning never write into a published card: ``zoo.load(NAME)``
+    would silently return other weights than the ones its card describes and scores."""
+    card = published_card_of(folder)
+    if card is not None:
+        raise CardFolderError(f"{folder} is (inside) the published card {card.relative_to(PROJECT_ROOT)}: exports and "
+                          "fine-tunes never write there; pass --out NEW_FOLDER (to replace a published card on "
+                          "purpose: export elsewhere, check it, copy the files over and re-render the card with "
+                          "`zoo card`)")
+
+
+def new_folder(parent, stem: str) -> Path:
+    """``parent/stem``, or ``parent/stem-2``, ``-3`` ... : the first that does not exist yet."""
+    parent = Path(parent)
+    candidate, number = parent / stem, 1
+    while candidate.exists():
+        number += 1
+        candidate = parent / f"{stem}-{number}"
+    return candidate

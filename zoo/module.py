@@ -397,6 +397,24 @@ class DenoiserModule(L.LightningModule):
         return dst
 
     # ---- serialisation --------------------------------------------------------------------
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=True, **kwargs):
+        """The model of a ``zoo fit`` checkpoint, rebuilt from its saved hyper-parameters and weights.
+        Checkpoints are safetensors + JSON (``zoo.checkpoint_io``): nothing is unpickled, unlike
+        Lightning's own ``load_from_checkpoint``, which this replaces. ``kwargs`` change init arguments."""
+        import inspect
+
+        from .checkpoint_io import load_checkpoint
+
+        if hparams_file is not None:
+            raise ValueError("hparams_file is not used: a zoo checkpoint holds its hyper-parameters")
+        checkpoint = load_checkpoint(checkpoint_path, map_location=map_location)
+        accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        saved = {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items() if k in accepted}
+        model = cls(**{**saved, **kwargs})
+        model.load_state_dict(checkpoint["state_dict"], strict=strict)
+        return model
+
     def save_pretrained(self, folder, **card) -> Path:
         """Write ``config.json`` + ``model.safetensors`` (+ a model card) into ``folder``."""
         from .model_folder import save_pretrained

@@ -3,12 +3,17 @@
 A recipe is a YAML file (``recipes/<model>/<recipe>.yaml``) naming a model and a data module by
 class path with their init arguments plus trainer settings; any value can be overridden on the
 command line (``--trainer.max_epochs 5 --model.init_args.width 32``).
+
+Checkpoints are written and read by ``zoo.checkpoint_io.SafetensorsCheckpointIO`` (safetensors +
+JSON, no pickle): ``zoo fit`` adds it to every trainer, so recipes need not name it and
+``--ckpt_path`` resumes without unpickling.
 """
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from .paths import recipe_name, shown as _shown
 
@@ -31,13 +36,13 @@ class StartFrom(Callback):
     The weights are copied in Lightning's ``setup`` hook, before ``--ckpt_path`` is restored, so
     resuming an interrupted fine-tuning run continues from its own checkpoint. What the run started
     from (the source, its width, and the steps, hours and hardware of its card's ``training.json``)
-    is kept in every checkpoint as this callback's state, so that ``python -m zoo.export`` can say
-    on the new card how much training lies behind it, even after the card it started from has been
-    replaced (a resumed run keeps the lineage of its first session, not the card of the day). The recipe's model
-    must be the same class with the same shapes as the published one, except with
-    ``widen: true``: then a context aggregation network narrower than the recipe's is first widened
-    to the recipe's width by :meth:`ContextAggregationNetwork.widened`, which keeps its output
-    unchanged, so training at the paper's W=64 continues from weights trained at W=32.
+    is kept in every checkpoint as this callback's state, so that ``python -m zoo.card_from_checkpoint``
+    can say on the new card how much training lies behind it, even after the card it started from
+    has been replaced (a resumed run keeps the lineage of its first session, not the card of the
+    day). The recipe's model must be the same class with the same shapes as the published one,
+    except with ``widen: true``: then a published model narrower than the recipe's is first widened
+    to the recipe's width by the model itself (:class:`Widenable`: the CAN's Net2WiderNet keeps its
+    output unchanged), so training at the paper's W=64 continues from weights trained at W=32.
     """
 
     def __init__(self, model: str, revision: str | None = None, widen: bool = False):
@@ -62,7 +67,7 @@ class StartFrom(Callback):
         self.lineage = source_lineage(self.model, source)
         if self.widen:
             self._widen(source, pl_module)
-            self.lineage["widened_to"] = pl_module.network.body[0].out_channels
+            self.lineage["widened_to"] = pl_module.width
         theirs, ours = source.state_dict(), pl_module.state_dict()
         mismatched = [k for k in theirs if k in ours and theirs[k].shape != ours[k].shape]
         if mismatched:
@@ -74,22 +79,35 @@ class StartFrom(Callback):
 
 
     def _widen(self, source, pl_module) -> None:
-        from zoo.models.can import ContextAggregationNetwork
-
-        network = getattr(source, "network", None)
-        if not isinstance(network, ContextAggregationNetwork):
-            raise ValueError(f"StartFrom({self.model!r}, widen=True): only context aggregation networks can be "
-                             f"widened, and {type(source).__name__} has none; drop widen")
-        ours, theirs = pl_module.network.body[0].out_channels, network.body[0].out_channels
+        if not isinstance(source, Widenable):
+            raise ValueError(f"StartFrom({self.model!r}, widen=True): {type(source).__name__} cannot be widened (a "
+                             "model that can declares `width` and `widen_to(width)`, keeping its output, as the "
+                             "context aggregation networks do); drop widen")
+        ours, theirs = pl_module.width, source.width
         if ours < theirs:
             raise ValueError(f"StartFrom({self.model!r}, widen=True): the recipe's width {ours} is below the "
                              f"published {theirs}; set --model.init_args.width {theirs} or more")
         if ours > theirs:
-            source.network = network.widened(ours)
+            source.widen_to(ours)
             print(f"widened {self.model} from W={theirs} to W={ours} (same output)")
 
 
+@runtime_checkable
+class Widenable(Protocol):
+    """A model that ``StartFrom(widen=True)`` can carry to a larger width: it says its ``width``
+    and grows to a larger one in place with the same output (the CAN: Net2WiderNet, Chen,
+    Goodfellow & Shlens 2016, :meth:`zoo.models.can.ContextAggregationNetwork.widened`)."""
+
+    @property
+    def width(self) -> int: ...
+
+    def widen_to(self, width: int) -> None: ...
+
+
 # What a card needs about the training behind the weights a run started from.
+#: written beside a run's config.yaml (SaveRunConfig): the recipe(s) it was given
+RUN_RECORD_NAME = "recipe.json"
+
 LINEAGE_KEYS = ("global_step", "epochs", "hours", "hardware", "recipe", "data_changes", "started_from")
 
 
@@ -99,9 +117,8 @@ def source_lineage(name: str, source) -> dict:
     from pathlib import Path
 
     lineage = {"model": name, "source": getattr(source, "zoo_source", name)}
-    network = getattr(source, "network", None)
-    if network is not None and hasattr(network, "body"):
-        lineage["width"] = network.body[0].out_channels
+    if isinstance(source, Widenable):  # a model with a width says it; the card shows it beside the steps
+        lineage["width"] = int(source.width)
     folder = getattr(source, "zoo_folder", None)
     record = Path(folder) / "training.json" if folder else None
     if record is not None and record.is_file():
@@ -111,22 +128,32 @@ def source_lineage(name: str, source) -> dict:
 
 
 class CompileNetwork(Callback):
-    """``torch.compile`` a submodule in place for training (``module.compile()``: the state-dict
-    keys and checkpoints stay as they are, so exports and resuming are unaffected).
+    """``torch.compile`` the model, or one of its submodules, in place for training
+    (``module.compile()``: the state-dict keys and checkpoints stay as they are, so cards and
+    resuming are unaffected).
 
-    The default, ``network.body``, is the CAN's training path; inference folds the normalisation
-    into the convolutions and runs a different, uncompiled function. Measured on the 2-core CPU:
-    a W=64 training step on 4 x 1 s takes 0.72x the eager time after about a minute of compiling.
+    ``module``: the dotted name of the submodule to compile; by default the whole model's
+    ``forward``. The CAN recipes name ``network.body``, the CAN's training path (inference folds
+    the normalisation into the convolutions and runs a different, uncompiled function). Measured
+    on the 2-core CPU: a W=64 training step on 4 x 1 s takes 0.72x the eager time after about a
+    minute of compiling.
     """
 
-    def __init__(self, module: str = "network.body"):
+    def __init__(self, module: str | None = None):
         self.module = module
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        if stage == "fit":
-            import operator
+        if stage != "fit":
+            return
+        import operator
 
-            operator.attrgetter(self.module)(pl_module).compile()
+        try:
+            target = operator.attrgetter(self.module)(pl_module) if self.module else pl_module
+        except AttributeError:
+            raise ValueError(f"CompileNetwork(module={self.module!r}): {type(pl_module).__name__} has no such "
+                             "submodule; name one of its modules (print the model to see them) or drop module "
+                             "to compile the whole model") from None
+        target.compile()
 
 
 class LearningRateDecay(Callback):
@@ -195,11 +222,11 @@ class LearningRateDecay(Callback):
 class SaveRunConfig(SaveConfigCallback):
     """LightningCLI's config.yaml, plus ``recipe.json`` beside it: the recipe file(s) and the
     command line the run was given, which the resolved config.yaml does not keep (so that
-    ``python -m zoo.export`` states the recipe on the card). Refuses a run whose logs or
+    ``python -m zoo.card_from_checkpoint`` states the recipe on the card). Refuses a run whose logs or
     checkpoints would go into a published card folder (``hub_cards/``)."""
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        from .export import refuse_published_card
+        from .model_folder import refuse_published_card
 
         # on every rank: ``trainer.log_dir`` is a collective call (a broadcast) under DDP, and
         # ``save_config`` below runs on rank 0 only, where calling it would wait forever
@@ -209,8 +236,6 @@ class SaveRunConfig(SaveConfigCallback):
         super().setup(trainer, pl_module, stage)
 
     def save_config(self, trainer, pl_module, stage: str) -> None:
-        from .export import RUN_RECORD_NAME
-
         log_dir = getattr(self, "run_log_dir", None)
         if not log_dir:
             return
@@ -263,10 +288,49 @@ def report_run(trainer, pl_module) -> dict:
     if shown["last"]:
         name = model_name_of(trainer, pl_module)
         lines += ["next: a card folder from it (a new folder; hub_cards/ is never written):",
-                  f"  python -m zoo.export {shown['last']} --model {name} --out my-{name}"]
+                  f"  python -m zoo.card_from_checkpoint {shown['last']} --model {name} --out my-{name}"]
     if trainer.is_global_zero:  # every rank gets here (log_dir is a collective call); one says it
         print("\n".join(lines), file=sys.stderr)
     return found
+
+
+class ZooCLI(LightningCLI):
+    """LightningCLI whose trainer writes and reads checkpoints as safetensors + JSON
+    (``zoo.checkpoint_io``), whatever the recipe or a kept run's resolved config says about
+    ``trainer.plugins``: added at instantiation rather than as a ``trainer_defaults`` value,
+    which a config's ``plugins: null`` (every resolved config.yaml has one) or a precision plug-in
+    would replace, silently bringing back pickles. A recipe that names a checkpoint plug-in of its
+    own keeps it."""
+
+    def instantiate_trainer(self, **kwargs) -> L.Trainer:
+        from .checkpoint_io import with_safetensors_checkpoints
+
+        configured = kwargs.pop("plugins", (self._get(self.config_init, "trainer", default={}) or {}).get("plugins"))
+        return super().instantiate_trainer(plugins=with_safetensors_checkpoints(configured), **kwargs)
+
+    def _parse_ckpt_path(self) -> None:
+        """LightningCLI's own, reading the hyper-parameters of ``--ckpt_path`` into the model's
+        config, as LightningCLI does, but from a zoo checkpoint: Lightning's reads the file with
+        ``torch.load`` (a pickle), before any trainer or plug-in exists. A pickled file is refused
+        here, with the command that converts it."""
+        from .checkpoint_io import load_checkpoint
+
+        if not self.config.get("subcommand"):
+            return
+        ckpt_path = self.config[self.config.subcommand].get("ckpt_path")
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            return
+        hparams = dict(load_checkpoint(ckpt_path, keys=["hyper_parameters"]).get("hyper_parameters") or {})
+        hparams.pop("_instantiator", None)
+        if not hparams:
+            return
+        if "_class_path" in hparams:
+            hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
+        try:
+            self.config = self.parser.parse_object({self.config.subcommand: {"model": hparams}}, self.config)
+        except SystemExit:
+            sys.stderr.write("Parsing of ckpt_path hyperparameters failed!\n")
+            raise
 
 
 def run_lightning_cli(args: list[str], report: bool = True) -> LightningCLI:
@@ -274,7 +338,7 @@ def run_lightning_cli(args: list[str], report: bool = True) -> LightningCLI:
 
     # LightningCLI reads sys.argv itself; hand it exactly the recipe arguments.
     sys.argv = ["zoo", *args]
-    cli = LightningCLI(
+    cli = ZooCLI(
         L.LightningModule,
         L.LightningDataModule,
         subclass_mode_model=True,

@@ -1,13 +1,13 @@
 """Where in frequency a model's output differs from the clean speech, beside the noisy input's.
 
-    python benchmarks/band_errors.py [--models can-l1 feature-loss-can ...] [--every 10]
-        [--mixtures recipes/feature-loss-can/shared-data.yaml] [--noise-tilt-db -6 0]
+    python benchmarks/diagnostics/band_errors.py [--models can-l1 feature-loss-can ...] [--every 10]
+        [--mixtures recipes/data/shared-data.yaml] [--noise-tilt-db -6 0]
 
 On every ``--every``-th pair of the VoiceBank-DEMAND subset, through ``model.enhance``: the
 energy of the output and of the error (output - clean) in octave-like bands, in dB relative to
 the clean speech's energy in the same band, summed over the files. An error far below 0 dB is
 noise removed without harming speech; an output far below 0 dB is speech removed. This is the
-diagnosis behind "SI-SDR up, PESQ not yet" of the early CAN weights (README, Models).
+diagnosis behind "SI-SDR up, PESQ not yet" of the early CAN weights (docs/experiments.md).
 
 Beside it, the band SNR (clean speech energy over noise energy in each band, median over files)
 of all the subset's pairs and of the training mixtures of a recipe's data block (``--mixtures``,
@@ -18,7 +18,7 @@ what a model trained on those mixtures has learnt to expect in each band.
 And the same output and error energies on the quarter of the subset's pairs with the highest
 input SNR (``cleanest_quarter``): there the input is already close to the clean speech, so a
 model's error above the input's is damage it does to speech, not noise it leaves.
-Writes ``benchmarks/results/band_errors.json``.
+Writes ``benchmarks/diagnostics/results/band_errors.json``.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from zoo.audio import read_audio  # noqa: E402
@@ -38,7 +38,7 @@ from zoo.data.pairs import paired_files  # noqa: E402
 from zoo.data.from_config import data_block, data_module_from_block  # noqa: E402
 
 EDGES_HZ = (0, 250, 500, 1000, 2000, 3000, 4000, 6000, 8000)
-RESULTS = ROOT / "benchmarks" / "results" / "band_errors.json"
+RESULTS = ROOT / "benchmarks" / "diagnostics" / "results" / "band_errors.json"
 RATE = 16000  # the subset's rate; _mono refuses anything else
 
 
@@ -90,8 +90,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="*", default=["feature-loss-can", "can-l1", "can-l2", "wiener"])
     parser.add_argument("--every", type=int, default=10, help="use every N-th pair of the subset")
-    parser.add_argument("--mixtures", type=Path, default=ROOT / "recipes/feature-loss-can/shared-data.yaml",
-                        help="a recipe or config.yaml whose training mixtures' band SNR to measure")
+    parser.add_argument("--mixtures", type=Path, default=ROOT / "recipes/data/shared-data.yaml",
+                        help="a data block, recipe or config.yaml whose training mixtures' band SNR to measure")
     parser.add_argument("--mixture-count", type=int, default=200)
     parser.add_argument("--noise-tilt-db", type=float, nargs=2, metavar=("LO", "HI"),
                         help="measure the mixtures with this noise_tilt_db (default: the recipe's)")

@@ -1,6 +1,6 @@
 """What each model does to speech that has no noise in it: the ceiling its fidelity puts on PESQ.
 
-    python benchmarks/clean_passthrough.py [--every 7] [--models feature-loss-can wiener ...] [--update]
+    python benchmarks/diagnostics/clean_passthrough.py [--every 7] [--models feature-loss-can wiener ...] [--update]
 
 Every ``--every``-th clean file of the VoiceBank-DEMAND subset is enhanced as it is (no noise
 added) through ``model.enhance``, and the output is scored against that same clean file:
@@ -16,7 +16,7 @@ import statistics
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
@@ -28,7 +28,7 @@ from zoo.data.files import DATA_ROOT  # noqa: E402
 from zoo.metrics.perceptual import pesq_score  # noqa: E402
 from zoo.metrics.ratios import snr  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results" / "clean_passthrough.json"
+RESULTS = ROOT / "benchmarks" / "diagnostics" / "results" / "clean_passthrough.json"
 BANDS = [(0, 250), (250, 1000), (1000, 2000), (2000, 4000), (4000, 8000)]
 
 

@@ -3,7 +3,7 @@
 the authors' ``feature-loss-net-germain2019`` (DCASE 2016 scenes + CHiME-Home tags, the network
 their released denoiser was trained with).
 
-    python benchmarks/loss_networks.py [--pairs 69] [--update]
+    python benchmarks/diagnostics/loss_networks.py [--pairs 69] [--update]
 
 On every VoiceBank-DEMAND subset pair it computes the deep feature loss's layer distances
 (Eq. 1: the L1 distance between the first M=6 layers' activations of the clean reference and
@@ -18,7 +18,7 @@ statistics, the authors' with batch statistics). It reports, per network:
   PESQ-wb and SI-SDR (a loss that tracks quality ranks signals as the measures do: a strongly
   negative correlation), and the share of files whose loss ranks the three signals as PESQ-wb does.
 
-Writes ``benchmarks/results/loss_networks.json`` and ``loss_networks.png`` with ``--update``.
+Writes ``benchmarks/diagnostics/results/loss_networks.json`` and ``loss_networks.png`` with ``--update``.
 """
 from __future__ import annotations
 
@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-RESULTS = ROOT / "benchmarks" / "results" / "loss_networks.json"
-FIGURE = ROOT / "benchmarks" / "results" / "loss_networks.png"
+RESULTS = ROOT / "benchmarks" / "diagnostics" / "results" / "loss_networks.json"
+FIGURE = ROOT / "benchmarks" / "diagnostics" / "results" / "loss_networks.png"
 NETWORKS = {"feature-loss-net": "zoo (../shared/data tags, running statistics)",
             "feature-loss-net-germain2019": "authors (DCASE 2016 + CHiME-Home, batch statistics)"}
 SIGNALS = ("noisy", "wiener", "feature-loss-can")

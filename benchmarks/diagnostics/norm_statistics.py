@@ -1,6 +1,6 @@
 """Does it matter which statistics the CAN's batch normalisation uses at inference?
 
-    python benchmarks/norm_statistics.py --data folders:NOISY_DIR:CLEAN_DIR [--models feature-loss-can ...]
+    python benchmarks/diagnostics/norm_statistics.py --data folders:NOISY_DIR:CLEAN_DIR [--models feature-loss-can ...]
         [--count 20]
 
 The zoo folds each adaptive normalisation ``alpha*x + beta*BN(x)`` into its convolution with the
@@ -12,7 +12,7 @@ time every layer is normalised with the statistics of the file being enhanced. W
 files: the largest sample difference and the mean scores of each. Per-file statistics cannot
 stream (each layer needs the whole file's activations), which is why the zoo folds.
 
-Writes ``benchmarks/results/norm_statistics.json``.
+Writes ``benchmarks/diagnostics/results/norm_statistics.json``.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import zoo  # noqa: E402
@@ -32,7 +32,7 @@ from zoo.audio import read_audio  # noqa: E402
 from zoo.data.pairs import paired_files  # noqa: E402
 from zoo.metrics.scoring import score_file_pair  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results" / "norm_statistics.json"
+RESULTS = ROOT / "benchmarks" / "diagnostics" / "results" / "norm_statistics.json"
 REPORTED = ("pesq_wb", "si_sdr", "csig", "cbak", "covl")
 
 

@@ -1,7 +1,7 @@
 """Seconds per training step of the feature-loss CAN in fp32 and in bf16 mixed precision, in one run.
 
-    python benchmarks/training_speed.py [--threads 2] [--widths 32 64] [--update]
-    python benchmarks/training_speed.py --device cuda --batch 32        # on a GPU
+    python benchmarks/diagnostics/training_speed.py [--threads 2] [--widths 32 64] [--update]
+    python benchmarks/diagnostics/training_speed.py --device cuda --batch 32        # on a GPU
 
 One step is what ``zoo fit`` does with the shared-data recipes: the CAN's training forward on a
 batch of real mixtures (``--batch`` x ``--seconds``), the deep feature loss through the frozen
@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from zoo.data import Mixtures  # noqa: E402
 from zoo.models.feature_loss import FeatureLossCAN  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results" / "training_speed.json"
+RESULTS = ROOT / "benchmarks" / "diagnostics" / "results" / "training_speed.json"
 
 
 def real_batch(batch: int, seconds: float) -> dict:
@@ -51,14 +51,16 @@ def seconds_per_step(width: int, dtype: str, batch: dict, device: str, repeats: 
     if compile_body:
         model.network.body.compile()
     optimizer = torch.optim.Adam(model.network.parameters(), lr=1e-4)
-    noisy, clean = batch["noisy"].to(device), batch["clean"].to(device)
+    batch = {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     times = []
     for step in range(warmup + repeats):
         sync()
         start = time.perf_counter()
         with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
-            loss = model.loss(model(noisy), {"clean": clean})
+            loss = model.loss(model.step(batch), batch)  # what training_step computes
+            if isinstance(loss, dict):  # named terms are summed
+                loss = sum(loss.values())
         optimizer.zero_grad(set_to_none=True)
         loss.float().backward()
         optimizer.step()

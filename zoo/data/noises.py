@@ -113,7 +113,7 @@ def tilt_spectrum(wave: np.ndarray, db_per_octave: float, sample_rate: int = 160
     scales the noise to its SNR afterwards).
 
     Why: white, pink and ICRA noise give the shared-data training mixtures a high band that is
-    mostly noise (measured by ``benchmarks/band_errors.py``: median band SNR 1.1-2.6 dB in 2-6 kHz
+    mostly noise (measured by ``benchmarks/diagnostics/band_errors.py``: median band SNR 1.1-2.6 dB in 2-6 kHz
     and -1.1 dB in 6-8 kHz, where the VoiceBank-DEMAND subset has 10.5-12.5 and 4.9 dB), and a
     network trained on them learns to remove the speech there. A random tilt per mixture widens the range of noise spectra it sees.
     """

@@ -1,18 +1,21 @@
-"""Turn a Lightning training checkpoint into a new card folder (config.json + model.safetensors +
-training.json + training.png + README.md), the only form in which zoo loads models.
+"""A card folder from a training checkpoint: config.json + model.safetensors + training.json +
+training.png + README.md, the only form in which zoo loads models.
 
-    python -m zoo.export runs/can-l1/lightning_logs/version_0/checkpoints/last.ckpt --model can-l1 [--out FOLDER]
-    python -m zoo.export runs/feature-loss-net/.../last.ckpt --feature-loss-net [--out FOLDER]
+    python -m zoo.card_from_checkpoint runs/can-l1/lightning_logs/version_0/checkpoints/last.ckpt --model can-l1 [--out FOLDER]
+    python -m zoo.card_from_checkpoint runs/feature-loss-net/.../last.ckpt --feature-loss-net [--out FOLDER]
 
-The folder is new: without ``--out`` it is ``runs/cards/NAME-stepN`` (``-2``, ``-3`` ... when
-that exists), and a published card in ``hub_cards/`` is never written (a maintainer replaces one
-deliberately: export elsewhere, check, copy the files over, re-render its README with
+The checkpoint is one that ``zoo fit`` wrote (safetensors + JSON, ``zoo.checkpoint_io``): nothing
+is unpickled; an older pickled ``.ckpt`` is refused with the command that converts it. The
+folder is new: without ``--out`` it is ``runs/cards/NAME-stepN`` (``-2``, ``-3`` ... when that
+exists), and a published card in ``hub_cards/`` is never written (a maintainer replaces one
+deliberately: write it elsewhere, check, copy the files over, re-render its README with
 ``zoo card``). The folder loads with ``zoo.load(FOLDER)`` and publishes as it is with
 ``zoo publish FOLDER --repo-id ORG/NAME``; its README.md card is rendered from the folder's own
 config.json and training.json, so the two never disagree.
 
 ``training.json`` records what a card must state about training (recipe, data, steps, epochs,
-wall-clock hours, hardware), read from the run's own logs.
+wall-clock hours, hardware), read from the run's own logs. (ONNX / TorchScript export of a
+model's network is another matter, and another module.)
 """
 from __future__ import annotations
 
@@ -29,55 +32,22 @@ import torch
 from safetensors.torch import save_file
 
 from .audio import atomic_output
+from .checkpoint_io import CheckpointFormatError, check_checkpoint, load_checkpoint
 from .hub import CONFIG_NAME, WEIGHTS_NAME, save_pretrained, sha256_of, write_json
+from .model_folder import (DEFAULT_CARDS_DIR, PUBLISHED_CARDS, CardFolderError, new_folder,  # noqa: F401
+                           published_card_of, refuse_published_card)
+from .train import RUN_RECORD_NAME
 from .registry import PROJECT_ROOT, get_entry
 
 TRAINING_NAME = "training.json"
 TRAINING_FIGURE = "training.png"
 DATA_CHANGES_NAME = "data_changes.json"
-#: written by ``zoo fit`` (``zoo.train.SaveRunConfig``) beside the run's config.yaml: the recipe it was given
-RUN_RECORD_NAME = "recipe.json"
-#: where exports and fine-tunes put new card folders when no ``--out`` is given
-DEFAULT_CARDS_DIR = Path("runs") / "cards"
-PUBLISHED_CARDS = PROJECT_ROOT / "hub_cards"
-
-
-class ExportError(ValueError):
-    """An export that would overwrite a published card or cannot be made; the message says what to do."""
-
-
-def published_card_of(folder) -> Path | None:
-    """The published card folder (``hub_cards/NAME``) that ``folder`` is or lies in, else None."""
-    folder, cards = Path(folder).resolve(), PUBLISHED_CARDS.resolve()
-    if folder == cards or cards in folder.parents:
-        return cards / folder.relative_to(cards).parts[0] if folder != cards else cards
-    return None
-
-
-def refuse_published_card(folder) -> None:
-    """Training, export and fine-tuning never write into a published card: ``zoo.load(NAME)``
-    would silently return other weights than the ones its card describes and scores."""
-    card = published_card_of(folder)
-    if card is not None:
-        raise ExportError(f"{folder} is (inside) the published card {card.relative_to(PROJECT_ROOT)}: exports and "
-                          "fine-tunes never write there; pass --out NEW_FOLDER (to replace a published card on "
-                          "purpose: export elsewhere, check it, copy the files over and re-render the card with "
-                          "`zoo card`)")
-
-
-def new_folder(parent, stem: str) -> Path:
-    """``parent/stem``, or ``parent/stem-2``, ``-3`` ... : the first that does not exist yet."""
-    parent = Path(parent)
-    candidate, number = parent / stem, 1
-    while candidate.exists():
-        number += 1
-        candidate = parent / f"{stem}-{number}"
-    return candidate
 
 
 def _load_checkpoint(path: Path) -> dict:
-    # Our own training checkpoint at export time (never at model load): tensors and plain data.
-    return torch.load(path, map_location="cpu", weights_only=True)
+    # A zoo fit checkpoint (safetensors + JSON): a pickled one raises PickledCheckpointError,
+    # which names the one-off conversion command.
+    return load_checkpoint(path)
 
 
 def _init_args(cls, hparams: dict) -> dict:
@@ -150,7 +120,7 @@ def data_changes(checkpoint_path, _seen: frozenset = frozenset()) -> list[dict]:
     else:  # another run's checkpoints/ folder
         earlier = data_changes(resumed, _seen | {checkpoint_path.resolve()})
         before = _run_config(resumed.parent.parent).get("data") or _run_config(resumed.parent).get("data")
-    step = _load_checkpoint(resumed).get("global_step")
+    step = load_checkpoint(resumed, keys=["global_step"]).get("global_step")
     changes = _changed_settings(before, config.get("data")) if before else {}
     if changes and all(entry["from_step"] != step for entry in earlier):
         earlier = [*earlier, {"from_step": step, "changes": changes}]
@@ -260,7 +230,7 @@ def validation_input_si_sdr(data: dict | None, model=None) -> float | None:
     return float(torch.cat(scores).mean()) if scores else None
 
 
-def export_denoiser(checkpoint_path, name: str, out=None, recipe: str | None = None, hours: float | None = None,
+def card_from_checkpoint(checkpoint_path, name: str, out=None, recipe: str | None = None, hours: float | None = None,
                     hardware: str | None = None, earlier_metrics: list[Path] = (), started_from=None,
                     extra: dict | None = None) -> Path:
     """A new card folder for a checkpoint of the registered model ``name`` (its class and base
@@ -302,7 +272,7 @@ def export_denoiser(checkpoint_path, name: str, out=None, recipe: str | None = N
     elif (folder / TRAINING_FIGURE).is_file():  # an older export's curve would describe another run
         (folder / TRAINING_FIGURE).unlink()
     write_json(folder / TRAINING_NAME, record)
-    write_exported_card(folder, entry)
+    write_card_readme(folder, entry)
     return folder
 
 
@@ -311,7 +281,7 @@ def _plottable(rows: list[dict]) -> bool:
     return any(r.get("train/loss") or r.get("val/si_sdr") or r.get("val/loss") for r in rows)
 
 
-def write_exported_card(folder, entry) -> Path:
+def write_card_readme(folder, entry) -> Path:
     """README.md of an exported folder, rendered from its own config.json and training.json: what
     it is, what it started from, how to use, score and publish it. No scores: none were measured
     (``zoo eval`` measures them)."""
@@ -398,6 +368,7 @@ def save_training_state(checkpoint_path, folder, earlier_metrics: list[Path] = (
     import shutil
 
     checkpoint_path, folder = Path(checkpoint_path), Path(folder)
+    check_checkpoint(checkpoint_path)  # kept state is never a pickle (a later session resumes from it)
     folder.mkdir(parents=True, exist_ok=True)
     version = checkpoint_path.parent.parent
     changes = data_changes(checkpoint_path)  # before last.ckpt and config.yaml, which it reads, are replaced
@@ -423,7 +394,7 @@ def save_training_state(checkpoint_path, folder, earlier_metrics: list[Path] = (
     return folder
 
 
-def export_feature_loss_net(checkpoint_path, out=None, recipe: str | None = None, hours: float | None = None,
+def feature_loss_net_card(checkpoint_path, out=None, recipe: str | None = None, hours: float | None = None,
                             hardware: str | None = None) -> Path:
     """The loss network's own card: its weights and its held-out classification accuracy."""
     from .models.feature_loss import FeatureLossNet
@@ -474,22 +445,22 @@ def main(argv=None) -> None:
                         help="also copy checkpoint, config and stitched logs there, to resume later (training/NAME)")
     args = parser.parse_args(argv)
     if not args.checkpoint.is_file():
-        parser.exit(2, f"zoo.export: error: {args.checkpoint}: no such checkpoint file\n")
+        parser.exit(2, f"zoo.card_from_checkpoint: error: {args.checkpoint}: no such checkpoint file\n")
     try:
         if args.feature_loss_net:
-            folder = export_feature_loss_net(args.checkpoint, args.out, args.recipe, args.hours, args.hardware)
+            folder = feature_loss_net_card(args.checkpoint, args.out, args.recipe, args.hours, args.hardware)
         else:
-            folder = export_denoiser(args.checkpoint, args.model, args.out, args.recipe, args.hours, args.hardware,
+            folder = card_from_checkpoint(args.checkpoint, args.model, args.out, args.recipe, args.hours, args.hardware,
                                      args.earlier_metrics, args.started_from)
-    except (ExportError, KeyError) as error:  # KeyError: an unknown --model name (UnknownModelError)
-        parser.exit(2, f"zoo.export: error: {error}\n")
+    except (CardFolderError, CheckpointFormatError, KeyError) as error:  # KeyError: an unknown --model name
+        parser.exit(2, f"zoo.card_from_checkpoint: error: {error}\n")
     if args.keep_state:
         save_training_state(args.checkpoint, args.keep_state, args.earlier_metrics)
     if args.note:
         record = json.loads((folder / TRAINING_NAME).read_text())
         write_json(folder / TRAINING_NAME, {**record, "note": args.note})
         if args.model:
-            write_exported_card(folder, get_entry(args.model))  # the card's training section shows the note
+            write_card_readme(folder, get_entry(args.model))  # the card's training section shows the note
     print(json.dumps({"folder": str(folder), "files": sorted(p.name for p in folder.iterdir())}))
     if args.model:
         shown = _shown_folder(folder)
