@@ -145,8 +145,13 @@ def test_noise_only_share_batches_are_shared_out_across_two_processes(tmp_path):
                                 enable_model_summary=False)
             trainer.fit(Recorder(), data)
     """))
-    result = subprocess.run([sys.executable, str(script), str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
-                            timeout=400, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    for attempt in range(2):
+        result = subprocess.run([sys.executable, str(script), str(tmp_path)], cwd=ROOT, capture_output=True,
+                                text=True, timeout=400, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        # gloo's threads sometimes abort a spawned rank as it exits, after fit has ended ("terminate called
+        # without an active exception", about one run in five on this loaded 2-core machine): run it again
+        if result.returncode == 0 or "terminate called without an active exception" not in result.stderr:
+            break
     assert result.returncode == 0, result.stderr[-3000:]
     import json
 

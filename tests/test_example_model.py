@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
 
@@ -21,12 +22,29 @@ ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
 
 
-def test_the_example_family_goes_from_recipe_to_card_to_enhanced_file(tmp_path):
+@pytest.fixture
+def example_family():
+    """The example registered for the test, unregistered afterwards (other tests check every
+    registered model's bundled card, which the example does not have)."""
+    from zoo import registry
+    from zoo.module import ARCHITECTURES
+
     sys.path.insert(0, str(TESTS))
     try:
         from example_model.learned_fir import ExampleFIR
     finally:
         sys.path.remove(str(TESTS))
+    # importing the file registered it; set again in case an earlier use of this fixture removed it
+    registry._REGISTRY["example-fir"] = registry.ModelEntry(
+        "example-fir", ExampleFIR, "tests/example_model/card", "zoo-denoise/example-fir")
+    ARCHITECTURES["ExampleFIR"] = ExampleFIR
+    yield ExampleFIR
+    registry._REGISTRY.pop("example-fir", None)
+    ARCHITECTURES.pop("ExampleFIR", None)
+
+
+def test_the_example_family_goes_from_recipe_to_card_to_enhanced_file(tmp_path, example_family):
+    ExampleFIR = example_family
     assert "example-fir" in zoo.list_models()  # registered by importing its file
 
     env = {**os.environ, "PYTHONPATH": str(TESTS), "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}

@@ -333,7 +333,8 @@ def test_a_plain_noise_folder_counts_as_a_list_and_a_missing_one_is_named(tmp_pa
                          ids=["placeholder", "plain-missing-folder"])
 def test_zoo_fit_data_errors_are_one_line(capsys, tmp_path, monkeypatch, override):
     monkeypatch.chdir(tmp_path)
-    code, text = zoo_cli(capsys, "fit", "--config", PROJECT_ROOT / "recipes" / "can-l1" / "finetune-noise.yaml",
+    code, text = zoo_cli(capsys, "fit", "--config", PROJECT_ROOT / "recipes" / "data" / "finetune-noise.yaml",
+                         "--config", PROJECT_ROOT / "recipes" / "can-l1" / "finetune-noise.yaml",
                          "--trainer.max_epochs", "1", *override)
     line = one_line_error(text)
     assert code == 2
